@@ -18,7 +18,7 @@ if ! "$VPY" -c "import torch" >/dev/null 2>&1; then
   echo "[setup] installing torch (CPU build unless an NVIDIA GPU is present)" >&2
   if "${PIP[@]}" install -q --no-index --no-deps "torch>=2.1" 2>/dev/null; then
     # a local wheel: now its dependencies (pinning the installed version keeps that build)
-    "${PIP[@]}" install -q "torch==$("$VPY" -c 'import torch; print(torch.__version__.split("+")[0])')"
+    "${PIP[@]}" install -q "torch==$("$VPY" -c 'from importlib.metadata import version; print(version("torch").split("+")[0])')"
   elif ! command -v nvidia-smi >/dev/null 2>&1; then
     "${PIP[@]}" install -q "torch>=2.1" --index-url "${SIMPLEXITY_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
   else
