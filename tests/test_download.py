@@ -1,0 +1,359 @@
+"""Tests of the downloader against a local HTTP server on 127.0.0.1 (simplexity.data.download)."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import shutil
+import socket
+import struct
+import threading
+import zipfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import simplexity.data as data
+from simplexity.data.download import ENV_MIRROR, RESOURCES, Resource, download, verify_file
+from simplexity.data.omniglot import convert_omniglot_zip, decode_png, read_omniglot
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = [
+    "mnist/t10k-labels-idx1-ubyte.gz",
+    "mnist/train-labels-idx1-ubyte.gz",
+    "fashion-mnist/t10k-labels-idx1-ubyte.gz",
+]
+
+
+def _sha256(data_bytes: bytes) -> str:
+    return hashlib.sha256(data_bytes).hexdigest()
+
+
+def _shared_dir() -> Path | None:
+    import os
+
+    root = Path(os.environ.get("SIMPLEXITY_DATA_DIR") or REPO.parent / "shared" / "data")
+    return root if (root / SMALL[0]).is_file() else None
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Serves the served folder; ``/truncate/<path>`` sends half a file and hangs up,
+    ``/flaky/<path>`` answers 503 on the first request for each path."""
+
+    failures: dict[str, int] = {}  # noqa: RUF012
+    requests: list[str] = []  # noqa: RUF012
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:
+        type(self).requests.append(self.path)
+        if self.path.startswith("/truncate/"):
+            body = (Path(self.directory) / self.path.removeprefix("/truncate/")).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        if self.path.startswith("/flaky/"):
+            seen = type(self).failures.get(self.path, 0)
+            type(self).failures[self.path] = seen + 1
+            if seen == 0:
+                self.send_error(503, "try again")
+                return
+            self.path = self.path.removeprefix("/flaky")
+        super().do_GET()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A temporary folder with a few small files in the data-dir layout."""
+    root = tmp_path_factory.mktemp("served")
+    shared = _shared_dir()
+    if shared is None:
+        pytest.skip("shared data folder not found (set SIMPLEXITY_DATA_DIR to ../shared/data)")
+    for rel in [*SMALL, "mnist/t10k-images-idx3-ubyte.gz"]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shared / rel, root / rel)
+    rng = np.random.default_rng(0)
+    (root / "big.bin").write_bytes(rng.integers(0, 256, 3 << 20, dtype=np.uint8).tobytes())
+    rows = rng.integers(0, 2, size=(4, 784))
+    (root / "tiny.amat").write_bytes("".join(" ".join(map(str, r)) + "\n" for r in rows).encode())
+    (root / "tiny_omniglot.zip").write_bytes(_omniglot_zip(num_chars=2))
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(served: Path) -> Iterator[str]:
+    def handler(*args: object, **kwargs: object) -> _Handler:
+        return _Handler(*args, directory=str(served), **kwargs)  # type: ignore[arg-type]
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+def _resources(*paths: str) -> list[Resource]:
+    table = {r.path: r for group in RESOURCES.values() for r in group}
+    return [table[p] for p in paths]
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+# ----------------------------------------------------------------------------- PNG helpers
+
+
+def _png(pixels: np.ndarray, depth: int, filters: list[int]) -> bytes:
+    """Encode a grayscale PNG with the given bit depth and row filter types (a test encoder)."""
+    height, width = pixels.shape
+    if depth < 8:
+        bits = np.unpackbits(pixels.astype(np.uint8)[..., None], axis=-1)[..., 8 - depth :]
+        rows = np.packbits(bits.reshape(height, -1), axis=1)
+    else:
+        rows = pixels.astype(np.uint8)
+    stride = rows.shape[1]
+    prev = np.zeros(stride, dtype=np.int32)
+    raw = bytearray()
+    for y in range(height):
+        kind = filters[y % len(filters)]
+        cur = rows[y].astype(np.int32)
+        left = np.concatenate([[0], cur[:-1]])
+        up_left = np.concatenate([[0], prev[:-1]])
+        if kind == 0:
+            pred = np.zeros_like(cur)
+        elif kind == 1:
+            pred = left
+        elif kind == 2:
+            pred = prev
+        elif kind == 3:
+            pred = (left + prev) // 2
+        else:
+            p = left + prev - up_left
+            pa, pb, pc = abs(p - left), abs(p - prev), abs(p - up_left)
+            pred = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, prev, up_left))
+        raw.append(kind)
+        raw.extend(((cur - pred) % 256).astype(np.uint8).tobytes())
+        prev = cur
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, depth, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(bytes(raw)))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _omniglot_image(char: int, drawer: int) -> np.ndarray:
+    white = np.ones((105, 105), dtype=bool)
+    white[10 + char : 30 + char, 20 + drawer : 25 + drawer] = False
+    return white
+
+
+def _omniglot_zip(num_chars: int) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for c in range(num_chars):
+            for d in range(20):
+                name = f"images_background/Alpha/character{c + 1:02d}/{c + 101:04d}_{d + 1:02d}.png"
+                archive.writestr(name, _png(_omniglot_image(c, d), 1, [0, 2]))
+    return buffer.getvalue()
+
+
+def test_decode_png_all_filters() -> None:
+    rng = np.random.default_rng(1)
+    for depth in (1, 2, 4, 8):
+        pixels = rng.integers(0, 2**depth, size=(9, 13))
+        decoded = decode_png(_png(pixels, depth, [0, 1, 2, 3, 4]))
+        assert np.array_equal(decoded, pixels * 255 // (2**depth - 1))
+    with pytest.raises(ValueError, match="not a PNG"):
+        decode_png(b"GIF89a")
+    broken = bytearray(_png(pixels, 8, [0]))
+    broken[30] ^= 0xFF
+    with pytest.raises(ValueError, match="CRC"):
+        decode_png(bytes(broken))
+
+
+def test_convert_omniglot_zip(tmp_path: Path) -> None:
+    path = tmp_path / "x.zip"
+    path.write_bytes(_omniglot_zip(num_chars=2))
+    images, labels = convert_omniglot_zip(path)
+    assert images.shape == (2, 20, 105, 105) and images.dtype == np.bool_
+    assert labels.tolist() == [[0] * 20, [1] * 20]
+    assert np.array_equal(images[1, 5], _omniglot_image(1, 5))
+    with zipfile.ZipFile(path, "a") as archive:  # a 21st drawer is an error
+        archive.writestr("images_background/Alpha/character01/0101_21.png", b"")
+    with pytest.raises(ValueError, match="drawers"):
+        convert_omniglot_zip(path)
+
+
+# ------------------------------------------------------------------------------ downloads
+
+
+def test_download_from_mirror_verifies(server: str, tmp_path: Path) -> None:
+    paths = download("mnist", tmp_path, files=SMALL[:2], base_url=server, backoff=0)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in paths) == sorted(SMALL[:2])
+    for resource in _resources(*SMALL[:2]):
+        target = tmp_path / resource.path
+        assert _sha256(target.read_bytes()) == resource.sha256
+        assert verify_file(resource, target)
+    assert not list(tmp_path.rglob("*.part"))
+    # Present and verified files are not fetched again.
+    before = len(_Handler.requests)
+    download("mnist", tmp_path, files=SMALL[:2], base_url=server)
+    assert len(_Handler.requests) == before
+
+
+def test_corrupted_file_is_fetched_again(server: str, tmp_path: Path) -> None:
+    target = tmp_path / SMALL[2]
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"not the labels")
+    (resource,) = _resources(SMALL[2])
+    assert not verify_file(resource, target)
+    with pytest.warns(UserWarning, match="failed its checksum"):
+        download("fashion_mnist", tmp_path, files=[target.name], base_url=server)
+    assert verify_file(resource, target)
+
+
+def test_truncated_transfer_leaves_no_partial_file(server: str, tmp_path: Path) -> None:
+    (resource,) = _resources(SMALL[1])
+    with pytest.raises(data.DownloadError) as info:
+        download([resource], tmp_path, base_url=f"{server}/truncate", retries=1, backoff=0)
+    target = tmp_path / resource.path
+    assert not target.exists()
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # no temporary leftovers
+    assert str(target) in str(info.value) and "IncompleteRead" in str(info.value)
+    assert sum("/truncate/" in r for r in _Handler.requests) >= 2  # retried, bounded
+
+
+def test_wrong_checksum_is_rejected(server: str, tmp_path: Path) -> None:
+    bad = Resource("mnist/t10k-labels-idx1-ubyte.gz", "0" * 64, ())
+    with pytest.raises(data.DownloadError, match="checksum mismatch"):
+        download([bad], tmp_path, base_url=server, retries=0)
+    assert not (tmp_path / bad.path).exists()
+
+
+def test_retry_after_server_error_and_next_url(server: str, tmp_path: Path) -> None:
+    (resource,) = _resources(SMALL[0])
+    flaky = Resource(
+        resource.path,
+        resource.sha256,
+        (f"{server}/no/such/file.gz", f"{server}/flaky/{resource.path}"),
+    )
+    download([flaky], tmp_path, retries=2, backoff=0.01)
+    assert verify_file(resource, tmp_path / resource.path)
+    assert sum(r == "/no/such/file.gz" for r in _Handler.requests) == 1  # 404: not retried
+
+
+def test_official_source_with_gzip_conversion(server: str, served: Path, tmp_path: Path) -> None:
+    amat = (served / "tiny.amat").read_bytes()
+    resource = Resource(
+        "binarized-mnist/tiny.amat.gz",
+        "f" * 64,  # the reference .gz differs; the decompressed content is what is checked
+        (f"{server}/tiny.amat",),
+        source_checksum=f"sha256:{_sha256(amat)}",
+        convert="gzip",
+    )
+    (path,) = download([resource], tmp_path)
+    assert verify_file(resource, path)
+    assert data.amat.read_amat(path).shape == (4, 784)
+    assert not [p.name for p in path.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_official_source_with_omniglot_conversion(
+    server: str, served: Path, tmp_path: Path
+) -> None:
+    digest = hashlib.md5((served / "tiny_omniglot.zip").read_bytes()).hexdigest()
+    resource = Resource(
+        "omniglot/images_tiny.npz",
+        "f" * 64,
+        (f"{server}/tiny_omniglot.zip",),
+        source_checksum=f"md5:{digest}",
+        convert="omniglot",
+    )
+    (path,) = download([resource], tmp_path)
+    images, labels = read_omniglot(path)
+    assert images.shape == (2, 20, 105, 105) and labels[1, 0] == 1
+    path.write_bytes(path.read_bytes()[:-100])  # a damaged .npz no longer verifies
+    assert not verify_file(resource, path)
+
+
+def test_progress_output(server: str, served: Path, tmp_path: Path, capsys) -> None:
+    resource = Resource("big.bin", _sha256((served / "big.bin").read_bytes()), ())
+    download([resource], tmp_path, base_url=server, progress=True)
+    err = capsys.readouterr().err
+    assert "downloading big.bin" in err and "MB" in err
+
+
+def test_env_mirror_and_loader_download(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV_MIRROR, server)
+    monkeypatch.setenv("SIMPLEXITY_DATA_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="download=True"):
+        data.get("mnist", "test")
+    test = data.get("mnist", "test", download=True)
+    assert len(test) == 10_000 and (test.labels == 0).sum() == 980
+    assert (tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz").is_file()
+
+
+def test_offline_error_is_one_clear_line(tmp_path: Path) -> None:
+    offline = _closed_port_url()
+    resources = [
+        Resource("mnist/a.gz", "0" * 64, (f"{offline}/a.gz",)),
+        Resource("mnist/b.gz", "0" * 64, (f"{offline}/b.gz",)),
+    ]
+    with pytest.raises(data.DownloadError) as info:
+        download(resources, tmp_path, retries=1, backoff=0)
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(tmp_path) in message and "data dir" in message
+    assert (
+        str(tmp_path / "mnist" / "a.gz") in message and str(tmp_path / "mnist" / "b.gz") in message
+    )
+    assert ENV_MIRROR in message
+    assert isinstance(info.value, FileNotFoundError)
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="group must be one of"):
+        download("cifar", tmp_path)
+    with pytest.raises(ValueError, match="files"):
+        download("mnist", tmp_path, files=["nope.gz"])
+    with pytest.raises(ValueError, match="base_url"):
+        download("mnist", tmp_path, base_url="not a url")
+    with pytest.raises(ValueError, match="retries"):
+        download("mnist", tmp_path, retries=-1)
+
+
+def test_resource_tables_match_shared_checksums() -> None:
+    shared = _shared_dir()
+    if shared is None:
+        pytest.skip("shared data folder not found")
+    sums = dict(reversed(line.split()) for line in (shared / "SHA256SUMS").read_text().splitlines())
+    for group in RESOURCES.values():
+        for resource in group:
+            assert sums[resource.path] == resource.sha256
+            assert resource.urls and all(u.startswith("http") for u in resource.urls)
