@@ -107,3 +107,23 @@ def test_ev_softmax_training_form_and_module():
     torch.testing.assert_close(m.eval()(x), normalizers.ev_softmax(x))
     with pytest.raises(ValueError, match="eps"):
         normalizers.get("ev_softmax", eps=-1.0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_normalizers_pickle_and_label_smoothing(name):
+    import pickle
+
+    norm = pickle.loads(pickle.dumps(normalizers.get(name)))
+    x = torch.randn(3, 5)
+    torch.testing.assert_close(norm(x), normalizers.get(name)(x))
+    torch.testing.assert_close(norm.log(x), normalizers.get(name).log(x))
+    pickle.dumps(norm.module())
+    y = torch.tensor([0, 1, 2])
+    if name in ("softmax", "ev_softmax"):
+        smooth = norm.loss(x, y, label_smoothing=0.1)
+        logp = norm.log(x, training=True)
+        nll = -logp.gather(1, y[:, None]).squeeze(1)
+        torch.testing.assert_close(smooth, (0.9 * nll - 0.1 * logp.mean(-1)).mean())
+    else:
+        with pytest.raises(ValueError, match="label_smoothing"):
+            norm.loss(x, y, label_smoothing=0.1)

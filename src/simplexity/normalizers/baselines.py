@@ -132,11 +132,22 @@ def fenchel_young_loss(
 
 
 def softmax_loss(
-    input: Tensor, target: Tensor, *, reduction: str = "mean", ignore_index: int = -100, **_: object
+    input: Tensor,
+    target: Tensor,
+    *,
+    reduction: str = "mean",
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
 ) -> Tensor:
     """Cross-entropy (torch's), with the same argument checks as the other losses."""
     _check_loss_args(input, target, reduction, ignore_index)
-    return F.cross_entropy(input, target, reduction=reduction, ignore_index=ignore_index)
+    return F.cross_entropy(
+        input,
+        target,
+        reduction=reduction,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+    )
 
 
 def sparsemax_loss(

@@ -87,8 +87,8 @@ def _shifted_logits(
             if eps == 0.0:
                 inplace = not (torch.is_grad_enabled() and z.requires_grad)
                 return F.threshold(z, -tiny, -math.inf, inplace=inplace), None
-            off = torch.where(z > -tiny, 0.0, _off_support_offset(eps))
-            return z + off, None
+            # z + log(eps / (1 + eps)) off the support, as one comparison and one fused add
+            return torch.add(z, z <= -tiny, alpha=_off_support_offset(eps)), None
     valid = x != -math.inf
     if mask is not None:
         valid = valid & mask

@@ -24,14 +24,23 @@ __all__ = ["Normalizer", "NormalizerModule", "get", "names", "register"]
 Mapping = Callable[..., Tensor]
 
 
-def _log_of(mapping: Mapping) -> Mapping:
+def _log_of_output(
+    mapping: Mapping, x: Tensor, dim: int = -1, *, mask: Tensor | None = None
+) -> Tensor:
     """Log of a sparse map's output: ``-inf`` (with zero gradient) where the probability is 0."""
+    p = mapping(x, dim, mask=mask)
+    return torch.where(p > 0, p.clamp_min(torch.finfo(p.dtype).tiny).log(), -math.inf)
 
-    def log_mapping(x: Tensor, dim: int = -1, *, mask: Tensor | None = None) -> Tensor:
-        p = mapping(x, dim, mask=mask)
-        return torch.where(p > 0, p.clamp_min(torch.finfo(p.dtype).tiny).log(), -math.inf)
 
-    return log_mapping
+def _log_of(mapping: Mapping) -> Mapping:
+    # a partial of module-level functions, so normalizers pickle (torch.save, spawned workers)
+    return functools.partial(_log_of_output, mapping)
+
+
+def _log_softmax(x: Tensor, dim: int = -1, *, mask: Tensor | None = None) -> Tensor:
+    if mask is None:
+        return baselines.masked(torch.log_softmax, x, dim, None)
+    return _log_of_output(baselines.softmax, x, dim, mask=mask)
 
 
 @dataclass(frozen=True)
@@ -74,9 +83,29 @@ class Normalizer:
         return fn(x, dim, mask=mask)
 
     def loss(
-        self, input: Tensor, target: Tensor, *, reduction: str = "mean", ignore_index: int = -100
+        self,
+        input: Tensor,
+        target: Tensor,
+        *,
+        reduction: str = "mean",
+        ignore_index: int = -100,
+        label_smoothing: float = 0.0,
     ) -> Tensor:
-        """The training loss, in ``CrossEntropyLoss``'s layout (classes on dim 1, index targets)."""
+        """The training loss, in ``CrossEntropyLoss``'s layout (classes on dim 1, index targets).
+
+        ``label_smoothing`` is supported by the likelihood losses (softmax, ev-softmax); the
+        Fenchel–Young losses of the sparse maps reject it rather than ignore it.
+        """
+        if label_smoothing:
+            if self.name not in ("softmax", "ev_softmax"):
+                raise ValueError(f"label_smoothing is not supported by the {self.name} loss")
+            return self.loss_fn(
+                input,
+                target,
+                reduction=reduction,
+                ignore_index=ignore_index,
+                label_smoothing=label_smoothing,
+            )
         return self.loss_fn(input, target, reduction=reduction, ignore_index=ignore_index)
 
     def module(self, dim: int = -1) -> NormalizerModule:
@@ -136,15 +165,10 @@ def get(name: str, **options: Any) -> Normalizer:
 
 @register("softmax")
 def _softmax() -> Normalizer:
-    def log_softmax(x: Tensor, dim: int = -1, *, mask: Tensor | None = None) -> Tensor:
-        if mask is None:
-            return baselines.masked(lambda t, d: torch.log_softmax(t, d), x, dim, None)
-        return _log_of(baselines.softmax)(x, dim, mask=mask)
-
     return Normalizer(
         "softmax",
         baselines.softmax,
-        log_softmax,
+        _log_softmax,
         baselines.softmax_loss,
         sparse=False,
         native_log=True,
