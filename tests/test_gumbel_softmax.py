@@ -1,0 +1,205 @@
+"""Tests of GumbelSoftmax / ExpGumbelSoftmax against independent references."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate, stats
+from torch.distributions import Categorical, RelaxedOneHotCategorical
+
+from simplexity.distributions import ExpGumbelSoftmax, GumbelSoftmax, zero_temperature_limit
+
+D64 = torch.float64
+
+
+@pytest.mark.parametrize("tau", [0.5, 1.0, 2.5])
+def test_log_prob_matches_torch_where_stable(tau: float) -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(4, 5, dtype=D64)
+    t = torch.tensor(tau, dtype=D64)
+    ours = GumbelSoftmax(t, logits=logits)
+    ref = RelaxedOneHotCategorical(t, logits=logits)
+    y = ref.sample((7,))
+    torch.testing.assert_close(ours.log_prob(y), ref.log_prob(y))
+    y = ours.rsample((7,))  # our own (cached) sample
+    torch.testing.assert_close(ours.log_prob(y), ref.log_prob(y.clone()))
+    assert ours.event_shape == (5,) and ours.batch_shape == (4,)
+    assert ours.support is torch.distributions.constraints.simplex
+
+
+def test_probs_parameterization() -> None:
+    probs = torch.tensor([0.2, 0.3, 0.5], dtype=D64)
+    a, b = GumbelSoftmax(0.7, probs=probs), GumbelSoftmax(0.7, logits=probs.log())
+    y = a.rsample((3,))
+    torch.testing.assert_close(a.log_prob(y), b.log_prob(y.clone()))
+    torch.testing.assert_close(a.logits.exp(), probs)
+
+
+def test_two_category_density_and_samples_against_logistic_cdf() -> None:
+    # K = 2: y1 = sigmoid((dl + L) / tau), L ~ Logistic, so P(y1 <= t) = sigmoid(tau logit(t) - dl).
+    torch.manual_seed(1)
+    dl, tau = 0.8, 0.6
+    logits = torch.tensor([dl, 0.0], dtype=D64)
+    d = GumbelSoftmax(tau, logits=logits)
+
+    t = torch.linspace(0.02, 0.98, 25, dtype=D64).requires_grad_()
+    cdf = torch.sigmoid(tau * torch.logit(t) - dl)
+    (pdf,) = torch.autograd.grad(cdf.sum(), t)
+    y = torch.stack([t.detach(), 1 - t.detach()], -1)
+    torch.testing.assert_close(d.log_prob(y), pdf.log())
+
+    def cdf_np(x):
+        return torch.sigmoid(tau * torch.logit(torch.as_tensor(x)) - dl).numpy()
+
+    sample = d.sample((3000,))[:, 0].numpy()
+    assert stats.kstest(sample, cdf_np).pvalue > 1e-3
+
+
+def simplex_integral(log_prob, n: int = 200) -> float:
+    """Integral of exp(log_prob) over the 2-simplex: Gauss-Legendre in Duffy coordinates."""
+    x, w = np.polynomial.legendre.leggauss(n)
+    u = torch.tensor((x + 1) / 2, dtype=D64)
+    w = torch.tensor(w / 2, dtype=D64)
+    uu, vv = torch.meshgrid(u, u, indexing="ij")
+    weight = w[:, None] * w[None, :] * (1 - uu)
+    y1, y2 = uu, (1 - uu) * vv
+    y = torch.stack([y1, y2, 1 - y1 - y2], -1)
+    return float((log_prob(y).exp() * weight).sum())
+
+
+def test_density_integrates_to_one() -> None:
+    d = GumbelSoftmax(1.5, logits=torch.tensor([0.3, -0.2, 0.1], dtype=D64), validate_args=False)
+    assert simplex_integral(d.log_prob) == pytest.approx(1.0, abs=1e-5)
+    d2 = GumbelSoftmax(0.8, logits=torch.tensor([0.4, -0.3], dtype=D64))
+    total, _ = integrate.quad(
+        lambda t: float(d2.log_prob(torch.tensor([t, 1 - t], dtype=D64)).exp()), 0, 1
+    )
+    assert total == pytest.approx(1.0, abs=1e-6)
+
+
+def test_low_temperature_float32_finite_and_exact() -> None:
+    torch.manual_seed(2)
+    logits = torch.randn(50, 10)
+    d = GumbelSoftmax(0.01, logits=logits)
+    y = d.rsample((20,))
+    assert bool((y == 0).any()), "the test needs underflowed entries"
+    lp = d.log_prob(y)
+    assert bool(lp.isfinite().all())
+    # independent float64 reference from the log-space sample
+    _, x = d.rsample_log((20,))
+    y2 = d.transforms[0](x)
+    ref = ExpGumbelSoftmax(0.01, logits=logits.double()).log_prob(x.double()) - x.double().sum(-1)
+    torch.testing.assert_close(d.log_prob(y2).double(), ref, rtol=1e-4, atol=1e-2)
+    # torch's RelaxedOneHotCategorical returns NaN on these values (pytorch #18254)
+    torch_lp = RelaxedOneHotCategorical(torch.tensor(0.01), logits=logits).log_prob(y)
+    assert bool(torch_lp.isnan().any())
+
+
+def test_batched_temperatures_broadcast_against_batch() -> None:
+    torch.manual_seed(3)
+    logits = torch.randn(3, 4, dtype=D64)
+    taus = torch.tensor([0.3, 1.0, 2.0], dtype=D64)
+    d = GumbelSoftmax(taus, logits=logits)
+    assert d.batch_shape == (3,)
+    y = d.rsample((5,))
+    assert y.shape == (5, 3, 4)
+    lp = d.log_prob(y.clone())
+    for i in range(3):
+        single = GumbelSoftmax(taus[i], logits=logits[i])
+        torch.testing.assert_close(lp[:, i], single.log_prob(y[:, i].clone()))
+    # temperature of shape (2, 1) with logits of batch (3,): batch (2, 3)
+    d2 = GumbelSoftmax(torch.tensor([[0.5], [1.0]], dtype=D64), logits=logits)
+    assert d2.batch_shape == (2, 3) and d2.rsample().shape == (2, 3, 4)
+
+
+def test_expand() -> None:
+    d = GumbelSoftmax(torch.tensor([0.5, 1.0]), logits=torch.randn(2, 3), straight_through=True)
+    e = d.expand((4, 2))
+    assert e.batch_shape == (4, 2) and e.straight_through
+    y = e.rsample((3,))
+    assert y.shape == (3, 4, 2, 3) and e.log_prob(y).shape == (3, 4, 2)
+    base = ExpGumbelSoftmax(0.5, probs=torch.tensor([0.2, 0.8])).expand((3,))
+    assert base.rsample().shape == (3, 2)
+
+
+def test_straight_through_forward_one_hot_backward_relaxed() -> None:
+    torch.manual_seed(4)
+    logits = torch.randn(6, 5, dtype=D64, requires_grad=True)
+    w = torch.randn(5, dtype=D64)
+    torch.manual_seed(5)
+    hard = GumbelSoftmax(0.5, logits=logits, straight_through=True).rsample()
+    torch.manual_seed(5)
+    soft = GumbelSoftmax(0.5, logits=logits).rsample()
+    assert torch.equal(hard.sum(-1), torch.ones(6, dtype=D64))
+    assert torch.equal(hard.argmax(-1), soft.argmax(-1))
+    assert set(hard.detach().unique().tolist()) <= {0.0, 1.0}
+    (g_hard,) = torch.autograd.grad((hard * w).sum(), logits)
+    (g_soft,) = torch.autograd.grad((soft * w).sum(), logits)
+    torch.testing.assert_close(g_hard, g_soft)
+
+
+def test_straight_through_log_prob_is_relaxed_density_of_its_soft_sample() -> None:
+    torch.manual_seed(6)
+    logits = torch.randn(4, dtype=D64)
+    st = GumbelSoftmax(0.4, logits=logits, straight_through=True)
+    torch.manual_seed(7)
+    hard = st.rsample()
+    torch.manual_seed(7)
+    soft = GumbelSoftmax(0.4, logits=logits).rsample()
+    torch.testing.assert_close(st.log_prob(hard), GumbelSoftmax(0.4, logits=logits).log_prob(soft))
+
+
+def test_gradcheck_log_prob() -> None:
+    torch.manual_seed(8)
+    y = torch.distributions.Dirichlet(torch.ones(4, dtype=D64)).sample((3,)).requires_grad_()
+    logits = torch.randn(3, 4, dtype=D64, requires_grad=True)
+    tau = torch.tensor([0.4, 0.9, 1.7], dtype=D64, requires_grad=True)
+
+    def f(y: torch.Tensor, logits: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+        return GumbelSoftmax(tau, logits=logits, validate_args=False).log_prob(y)
+
+    assert torch.autograd.gradcheck(f, (y, logits, tau))
+
+    def g(logits: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:  # through rsample
+        torch.manual_seed(9)
+        d = GumbelSoftmax(tau, logits=logits, validate_args=False)
+        return d.log_prob(d.rsample((2,)))
+
+    assert torch.autograd.gradcheck(g, (logits, tau))
+
+
+def test_zero_temperature_limit_matches_argmax_frequencies() -> None:
+    torch.manual_seed(10)
+    logits = torch.tensor([1.0, 0.0, -0.5, 0.5])
+    d = GumbelSoftmax(0.05, logits=logits)
+    limit = zero_temperature_limit(d)
+    assert isinstance(limit, Categorical)
+    n = 20000
+    freq = torch.bincount(d.sample((n,)).argmax(-1), minlength=4).double() / n
+    p = limit.probs.double()
+    assert float((freq - p).abs().max()) < 4 * math.sqrt(0.25 / n)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"temperature": -1.0, "logits": torch.zeros(3)}, "temperature"),
+        ({"temperature": torch.tensor([0.5, -1.0]), "logits": torch.zeros(2, 3)}, "temperature"),
+        ({"temperature": torch.ones(4), "logits": torch.zeros(3, 3)}, "temperature"),
+        ({"temperature": 1.0, "logits": torch.zeros(3), "probs": torch.ones(3) / 3}, "logits"),
+        ({"temperature": 1.0, "logits": torch.zeros(1)}, "logits"),
+        ({"temperature": 1.0, "probs": torch.tensor([-0.5, 0.6])}, "probs"),
+    ],
+)
+def test_bad_arguments(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        GumbelSoftmax(**kwargs, validate_args=True)
+
+
+def test_value_off_simplex_rejected() -> None:
+    d = GumbelSoftmax(0.5, logits=torch.zeros(3), validate_args=True)
+    with pytest.raises(ValueError, match="value"):
+        d.log_prob(torch.tensor([0.5, 0.6, 0.1]))

@@ -1,0 +1,401 @@
+"""Tests of the IGR family (IGR-I, IGR-Planar, IGR-SB) against independent references."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate, stats
+from torch.distributions import Categorical, Normal
+
+from simplexity.distributions import (
+    IGR,
+    IGRPlanar,
+    IGRStickBreaking,
+    PlanarFlows,
+    PlanarTransform,
+    igr_uniform_prior,
+    igr_uniform_prior_loc,
+    igr_zero_temperature_probs,
+    stick_breaking_truncation,
+    zero_temperature_limit,
+)
+
+D64 = torch.float64
+
+
+def t64(*values: float) -> torch.Tensor:
+    return torch.tensor(values, dtype=D64)
+
+
+def simplex_integral(log_prob, n: int = 200) -> float:
+    """Integral of exp(log_prob) over the 2-simplex: Gauss-Legendre in Duffy coordinates."""
+    x, w = np.polynomial.legendre.leggauss(n)
+    u = torch.tensor((x + 1) / 2, dtype=D64)
+    w = torch.tensor(w / 2, dtype=D64)
+    uu, vv = torch.meshgrid(u, u, indexing="ij")
+    weight = w[:, None] * w[None, :] * (1 - uu)
+    y1, y2 = uu, (1 - uu) * vv
+    y = torch.stack([y1, y2, 1 - y1 - y2], -1)
+    with torch.no_grad():
+        return float((log_prob(y).exp() * weight).sum())
+
+
+def line_integral(log_prob, lo: float = 0.0, hi: float = 1.0) -> float:
+    def f(t: float) -> float:
+        with torch.no_grad():
+            return float(log_prob(t64(t, 1 - t)).exp())
+
+    return integrate.quad(f, lo, hi, limit=200)[0]
+
+
+def _planar_flows() -> list[PlanarTransform]:
+    return [
+        PlanarTransform(t64(1.0, -2.0), t64(2.0, 1.0), torch.tensor(0.3, dtype=D64)),
+        PlanarTransform(t64(-0.5, 0.7), t64(0.4, -1.5), torch.tensor(-0.2, dtype=D64)),
+    ]
+
+
+# ----------------------------------------------------------------------------- densities
+@pytest.mark.parametrize(("tau", "delta"), [(1.0, 1.0), (0.5, 2.0), (0.2, 0.5)])
+def test_igr_i_density_integrates_to_one_k2(tau: float, delta: float) -> None:
+    d = IGR(t64(0.4), t64(0.7), tau, delta)
+    assert line_integral(d.log_prob) == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize(("tau", "delta"), [(1.0, 1.0), (0.5, 2.0)])
+def test_igr_i_density_integrates_to_one_k3(tau: float, delta: float) -> None:
+    d = IGR(t64(0.3, -0.5), t64(0.8, 1.2), tau, delta, validate_args=False)
+    assert simplex_integral(d.log_prob, 400) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_igr_planar_density_integrates_to_one() -> None:
+    d2 = IGRPlanar(
+        t64(0.2), t64(0.9), 0.7, flows=[PlanarTransform(t64(1.5), t64(2.0), t64(0.1)[0])]
+    )
+    assert line_integral(d2.log_prob) == pytest.approx(1.0, abs=1e-6)
+    d3 = IGRPlanar(t64(0.3, -0.5), t64(0.8, 1.2), 1.0, flows=_planar_flows(), validate_args=False)
+    assert simplex_integral(d3.log_prob) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_igr_sb_density_integrates_to_one_over_its_image() -> None:
+    tau, delta = 0.5, 1.0
+    d = IGRStickBreaking(t64(0.3), t64(1.1), tau, delta)
+    # one stick pi in (0, 1): z_1 = e^{pi/tau} / (e^{pi/tau} + delta) ranges over this interval
+    lo = 1 / (1 + delta)
+    hi = math.exp(1 / tau) / (math.exp(1 / tau) + delta)
+    assert line_integral(d.log_prob, lo, hi) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_igr_i_matches_closed_form_k2_and_samples_fit() -> None:
+    # K = 2: z_1 <= t  iff  lambda <= tau (logit t + log delta), lambda ~ N(mu, sigma^2)
+    mu, sigma, tau, delta = 0.3, 0.8, 0.4, 1.5
+    d = IGR(t64(mu), t64(sigma), tau, delta)
+    t = torch.linspace(0.05, 0.95, 19, dtype=D64).requires_grad_()
+    cdf = Normal(mu, sigma).cdf(tau * (torch.logit(t) + math.log(delta)))
+    (pdf,) = torch.autograd.grad(cdf.sum(), t)
+    z = torch.stack([t.detach(), 1 - t.detach()], -1)
+    torch.testing.assert_close(d.log_prob(z), pdf.log())
+    torch.manual_seed(0)
+    sample = d.sample((3000,))[:, 0]
+
+    def cdf_np(x):
+        x = torch.as_tensor(x)
+        return Normal(mu, sigma).cdf(tau * (torch.logit(x) + math.log(delta))).numpy()
+
+    assert stats.kstest(sample.numpy(), cdf_np).pvalue > 1e-3
+
+
+def test_goodness_of_fit_k3_binned() -> None:
+    # counts of samples in a coarse partition of the simplex vs the integral of the density
+    torch.manual_seed(1)
+    d = IGR(t64(0.3, -0.2), t64(0.9, 0.6), 0.8, validate_args=False)
+    n = 20000
+    z = d.sample((n,))
+    bins = (z[:, 0] > 0.5).long() * 2 + (z[:, 1] > 0.3).long()
+    observed = torch.bincount(bins, minlength=4).double()
+
+    x, w = np.polynomial.legendre.leggauss(300)
+    u = torch.tensor((x + 1) / 2, dtype=D64)
+    w = torch.tensor(w / 2, dtype=D64)
+    uu, vv = torch.meshgrid(u, u, indexing="ij")
+    weight = w[:, None] * w[None, :] * (1 - uu)
+    y1, y2 = uu, (1 - uu) * vv
+    grid = torch.stack([y1, y2, 1 - y1 - y2], -1)
+    mass = d.log_prob(grid).exp() * weight
+    gbins = (y1 > 0.5).long() * 2 + (y2 > 0.3).long()
+    expected = torch.stack([mass[gbins == b].sum() for b in range(4)]) * n
+    chi2 = float(((observed - expected) ** 2 / expected).sum())
+    assert stats.chi2.sf(chi2, 3) > 1e-3
+
+
+# ------------------------------------------------------------------- exactness at low tau
+@pytest.mark.parametrize("family", ["igr_i", "igr_planar", "igr_sb"])
+def test_log_prob_of_rsample_exact_at_low_temperature_float32(family: str) -> None:
+    torch.manual_seed(2)
+    k, tau = 10, 0.01
+    loc, scale = 2 * torch.randn(64, k - 1), torch.rand(64, k - 1) + 0.5
+    if family == "igr_i":
+        d = IGR(loc, scale, tau)
+    elif family == "igr_planar":
+        d = IGRPlanar(loc, scale, tau, flows=PlanarFlows(k - 1, 2)())
+    else:
+        d = IGRStickBreaking(loc, scale, tau)
+    torch.manual_seed(3)
+    z = d.rsample((8,))
+    lp = d.log_prob(z)
+    assert not bool(z.isnan().any()) and bool(lp.isfinite().all())
+    if family != "igr_sb":  # SB sticks are < 1, so z_k >= e^{-1/tau}/... still underflows sometimes
+        assert bool((z == 0).any()), "the test needs underflowed entries"
+    # float64 reference from the same Gaussian draw
+    torch.manual_seed(3)
+    kappa = d.gaussian.rsample((8,)).double()
+    log_det = torch.zeros(kappa.shape[:-1], dtype=D64)
+    x = kappa
+    for t in d.maps:
+        t64_ = _to64(t)
+        y = t64_(x)
+        log_det = log_det + t64_.log_abs_det_jacobian(x, y)
+        x = y
+    lam = x / tau
+    log_z = torch.cat([lam, torch.zeros_like(lam[..., :1])], -1).log_softmax(-1)
+    gauss = Normal(loc.double(), scale.double()).log_prob(kappa).sum(-1)
+    ref = gauss - log_det + (k - 1) * math.log(tau) - log_z.sum(-1)
+    torch.testing.assert_close(lp.double(), ref, rtol=1e-4, atol=1e-2)
+
+
+def _to64(t):
+    if isinstance(t, PlanarTransform):
+        return PlanarTransform(t.u.double(), t.w.double(), t.b.double(), cache_size=0)
+    return type(t)(cache_size=0)
+
+
+def test_log_space_pair_matches_log_prob() -> None:
+    torch.manual_seed(4)
+    d = IGR(torch.randn(5, 3), torch.rand(5, 3) + 0.3, 0.02)
+    z, log_z = d.rsample_log((4,))
+    torch.testing.assert_close(d.log_prob_from_log(log_z), d.log_prob(z))
+    torch.testing.assert_close(log_z.exp(), z)
+
+
+# ----------------------------------------------------------------- relaxit's defects
+def test_not_relaxit_inverse_event_shape_sum_and_temperature_gradient() -> None:
+    torch.manual_seed(5)
+    tau = torch.tensor(0.5, dtype=D64, requires_grad=True)
+    loc = torch.randn(3, 4, dtype=D64, requires_grad=True)
+    d = IGR(loc, torch.ones(3, 4, dtype=D64), tau)
+    assert d.event_shape == (5,) and d.batch_shape == (3,)
+    z = d.rsample((2,))
+    lp_fresh = d.log_prob(z.detach().clone())  # no cache: goes through the inverse
+    torch.testing.assert_close(lp_fresh, d.log_prob(z))
+    assert lp_fresh.shape == (2, 3)  # summed over the event
+    lam = d.softmax_pp.inv(z.detach().clone())
+    torch.testing.assert_close(lam, d.softmax_pp.inv(z))
+    wrong = tau.detach() * z.detach()[..., :-1].log()  # relaxit's inverse
+    assert float((wrong - lam.detach()).abs().max()) > 0.1
+    (g,) = torch.autograd.grad(d.log_prob(z).sum(), tau)
+    assert float(g.abs()) > 0  # the temperature is not cut from the graph
+
+
+# ------------------------------------------------------------------------ gradcheck
+def test_gradcheck_igr_i_log_prob() -> None:
+    torch.manual_seed(6)
+    z = torch.distributions.Dirichlet(torch.ones(4, dtype=D64)).sample((2,)).requires_grad_()
+    loc = torch.randn(2, 3, dtype=D64, requires_grad=True)
+    scale = (torch.rand(2, 3, dtype=D64) + 0.5).requires_grad_()
+    tau = torch.tensor([0.3, 0.9], dtype=D64, requires_grad=True)
+    delta = torch.tensor(1.3, dtype=D64, requires_grad=True)
+
+    def f(z, loc, scale, tau, delta):
+        return IGR(loc, scale, tau, delta, validate_args=False).log_prob(z)
+
+    assert torch.autograd.gradcheck(f, (z, loc, scale, tau, delta))
+
+
+def test_gradcheck_planar_and_stick_breaking_log_prob() -> None:
+    torch.manual_seed(7)
+    z = torch.distributions.Dirichlet(torch.ones(3, dtype=D64)).sample((2,)).requires_grad_()
+    loc = torch.randn(2, dtype=D64, requires_grad=True)
+    scale = torch.tensor([0.8, 1.3], dtype=D64, requires_grad=True)
+    u, w, b = t64(0.5, -0.4), t64(1.2, 0.3), t64(0.1)[0]
+    for p in (u, w, b):
+        p.requires_grad_()
+
+    def planar(z, loc, scale, u, w, b):
+        flows = [PlanarTransform(u, w, b)]
+        return IGRPlanar(loc, scale, 0.7, flows=flows, validate_args=False).log_prob(z)
+
+    assert torch.autograd.gradcheck(planar, (z, loc, scale, u, w, b))
+    # stick-breaking: values in its image (softmax++ of sticks)
+    d = IGRStickBreaking(loc.detach(), scale.detach(), 0.7)
+    zs = d.sample((2,)).requires_grad_()
+
+    def sb(z, loc, scale):
+        return IGRStickBreaking(loc, scale, 0.7, validate_args=False).log_prob(z)
+
+    assert torch.autograd.gradcheck(sb, (zs, loc, scale))
+
+
+def test_gradcheck_through_rsample() -> None:
+    loc = torch.randn(3, dtype=D64, requires_grad=True)
+    scale = torch.tensor([0.5, 1.0, 1.5], dtype=D64, requires_grad=True)
+    tau = torch.tensor(0.4, dtype=D64, requires_grad=True)
+
+    def f(loc, scale, tau):
+        torch.manual_seed(8)
+        d = IGR(loc, scale, tau, validate_args=False)
+        z = d.rsample((2,))
+        return torch.cat([z.flatten(), d.log_prob(z)])
+
+    assert torch.autograd.gradcheck(f, (loc, scale, tau))
+
+
+# --------------------------------------------------------------- shapes, batches, expand
+@pytest.mark.parametrize("cls", [IGR, IGRStickBreaking, IGRPlanar])
+def test_batched_temperatures_and_expand(cls) -> None:
+    torch.manual_seed(9)
+    loc, scale = torch.randn(3, 4, dtype=D64), torch.rand(3, 4, dtype=D64) + 0.5
+    taus = t64(0.1, 0.5, 2.0)
+    kw = {"flows": _planar_flows_4()} if cls is IGRPlanar else {}
+    d = cls(loc, scale, taus, **kw)
+    assert d.batch_shape == (3,) and d.event_shape == (5,)
+    z = d.rsample((2,))
+    lp = d.log_prob(z.clone())
+    for i in range(3):
+        di = cls(loc[i], scale[i], taus[i], **kw)
+        torch.testing.assert_close(lp[:, i], di.log_prob(z[:, i].clone()))
+    e = d.expand((6, 3))
+    assert type(e) is cls and e.batch_shape == (6, 3)
+    ze = e.rsample()
+    assert ze.shape == (6, 3, 5) and e.log_prob(ze).shape == (6, 3)
+    # a temperature with its own batch axis broadcasts with loc's
+    d2 = cls(loc, scale, t64(0.3, 1.0).reshape(2, 1), **kw)
+    assert d2.batch_shape == (2, 3) and d2.rsample().shape == (2, 3, 5)
+
+
+def _planar_flows_4() -> list[PlanarTransform]:
+    g = torch.Generator().manual_seed(0)
+    return [
+        PlanarTransform(
+            torch.randn(4, generator=g, dtype=D64),
+            torch.randn(4, generator=g, dtype=D64),
+            torch.tensor(0.1, dtype=D64),
+        )
+    ]
+
+
+def test_planar_flow_parameters_are_trainable() -> None:
+    flows = PlanarFlows(3, 2)
+    d = IGRPlanar(torch.zeros(3), torch.ones(3), 0.5, flows=flows())
+    z = d.rsample((5,))
+    (d.log_prob(z).sum() + z[..., 0].sum()).backward()
+    assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in flows.parameters())
+
+
+# ----------------------------------------------------------------------- limits
+def test_zero_temperature_pmf_by_quadrature_against_monte_carlo() -> None:
+    torch.manual_seed(10)
+    loc, scale = t64(0.5, -0.3, 0.1, -1.0), t64(1.0, 0.5, 2.0, 0.8)
+    p = igr_zero_temperature_probs(loc, scale)
+    assert p.shape == (5,) and float(p.sum()) == pytest.approx(1.0, abs=1e-6)
+    # argmax of a sample at small tau (delta = 1 makes it exactly the limit category)
+    d = IGR(loc, scale, 0.01)
+    n = 40000
+    freq = torch.bincount(d.sample((n,)).argmax(-1), minlength=5).double() / n
+    assert float((freq - p).abs().max()) < 4 * math.sqrt(0.25 / n)
+    # closed form of the last category
+    last = torch.distributions.Normal(0.0, 1.0).cdf(-loc / scale).prod()
+    torch.testing.assert_close(p[-1], last)
+    limit = zero_temperature_limit(d)
+    assert isinstance(limit, Categorical)
+    torch.testing.assert_close(limit.probs, p)
+
+
+def test_zero_temperature_limit_of_other_variants_is_monte_carlo() -> None:
+    torch.manual_seed(11)
+    loc, scale = torch.randn(3), torch.rand(3) + 0.5
+    for d in (
+        IGRStickBreaking(loc, scale, 0.01),
+        IGRPlanar(loc, scale, 0.01, flows=PlanarFlows(3)()),
+    ):
+        limit = zero_temperature_limit(d, num_samples=20000)
+        n = 20000
+        freq = torch.bincount(d.sample((n,)).argmax(-1), minlength=4).float() / n
+        assert float((limit.probs - freq).abs().max()) < 0.03
+
+
+def test_uniform_prior_closed_form() -> None:
+    assert igr_uniform_prior_loc(10) == pytest.approx(-0.753, abs=5e-4)
+    assert igr_uniform_prior_loc(10, 2.0) == pytest.approx(2 * igr_uniform_prior_loc(10))
+    for k in (2, 3, 10):
+        p = igr_uniform_prior(k, temperature=0.1, scale=1.5, dtype=D64)
+        torch.testing.assert_close(
+            zero_temperature_limit(p).probs, torch.full((k,), 1.0 / k, dtype=D64)
+        )
+    torch.manual_seed(12)
+    p = igr_uniform_prior(10, temperature=0.05)
+    n = 20000
+    freq = torch.bincount(p.sample((n,)).argmax(-1), minlength=10).float() / n
+    assert float((freq - 0.1).abs().max()) < 4 * math.sqrt(0.09 / n)
+
+
+# ------------------------------------------------------------------ stick-breaking policy
+def test_stick_breaking_truncation_policy() -> None:
+    sticks = torch.tensor([[0.5, 0.3, 0.15], [0.95, 0.03, 0.01], [0.2, 0.2, 0.2]])
+    res = stick_breaking_truncation(sticks, threshold=0.9, percentile=50)
+    assert res.per_sample.tolist() == [3, 1, 4] and res.num_sticks == 3 and res.threshold_met
+    with pytest.warns(RuntimeWarning, match="not met"):
+        res = stick_breaking_truncation(sticks, threshold=0.9, percentile=75)
+    assert not res.threshold_met and res.num_sticks == 3
+    with pytest.raises(ValueError, match="threshold"):
+        stick_breaking_truncation(sticks, threshold=1.5)
+
+
+def test_stick_breaking_truncation_from_distribution() -> None:
+    torch.manual_seed(13)
+    d = IGRStickBreaking(torch.full((19,), 1.0), torch.full((19,), 0.5), 0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = d.truncation(threshold=0.9, percentile=50)
+    assert res.threshold_met and 1 <= res.num_sticks <= 5
+    z = d.rsample((50,))
+    assert d.truncation(z, threshold=0.9).threshold_met
+    short = IGRStickBreaking(torch.full((2,), -3.0), torch.full((2,), 0.1), 0.1)
+    with pytest.warns(RuntimeWarning):
+        assert not short.truncation(threshold=0.99).threshold_met
+
+
+# ----------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"temperature": 0.0}, "temperature"),
+        ({"temperature": torch.tensor(-1.0)}, "temperature"),
+        ({"delta": -2.0}, "delta"),
+        ({"delta": torch.tensor(0.0)}, "delta"),
+        ({"scale": torch.tensor([1.0, -1.0])}, "scale"),
+        ({"scale": torch.ones(3)}, "loc and scale"),
+        ({"loc": torch.zeros(3, 2), "temperature": torch.ones(4)}, "temperature"),
+    ],
+)
+@pytest.mark.parametrize("cls", [IGR, IGRStickBreaking])
+def test_bad_arguments(cls, kwargs: dict, match: str) -> None:
+    args = {"loc": torch.zeros(2), "scale": torch.ones(2), "temperature": 0.5, "delta": 1.0}
+    args.update(kwargs)
+    if args["loc"].dim() > 1:
+        args["scale"] = torch.ones(args["loc"].shape)
+    with pytest.raises(ValueError, match=match):
+        cls(**args, validate_args=True)
+
+
+def test_value_off_simplex_and_bad_flows() -> None:
+    d = IGR(torch.zeros(2), torch.ones(2), 0.5, validate_args=True)
+    with pytest.raises(ValueError, match="value"):
+        d.log_prob(torch.tensor([0.5, 0.6, 0.1]))
+    with pytest.raises(ValueError, match="flows"):
+        IGRPlanar(torch.zeros(2), torch.ones(2), 0.5, flows=PlanarFlows(3)())
+    with pytest.raises(TypeError, match="flows"):
+        IGRPlanar(torch.zeros(2), torch.ones(2), 0.5, flows=["planar"])
