@@ -62,7 +62,7 @@ def _off_support_offset(eps: float) -> float:
 
 
 def _shifted_logits(
-    x: Tensor, dim: int, mask: Tensor | None, eps: float
+    x: Tensor, dim: int, mask: Tensor | None, eps: float, *, clamp_mean: bool = True
 ) -> tuple[Tensor, Tensor | None]:
     r"""Return ``(z, empty)`` with ``softmax(z, dim) == evsoftmax_eps(x)`` on rows with a valid entry.
 
@@ -70,14 +70,19 @@ def _shifted_logits(
     ``eps == 0`` and for invalid entries). ``empty`` is None, or a boolean tensor (keepdim over ``dim``)
     that is True for rows without any valid entry; ``z`` is 0 there and the caller zeroes the output.
     No autograd is recorded through the mean (the indicator is piecewise constant).
+
+    The max is >= the mean, but the rounded mean of (nearly) equal logits can exceed it by an ulp and
+    empty the support; ``clamp_mean`` clamps the mean to the max (one more reduction). Without it, the
+    only possible failure is a whole row of ``-inf`` (so a NaN row after softmax), which the caller
+    can detect from one column and redo with the clamp.
     """
     if x.dtype in _LOW_PRECISION:
         x = x.float()
     if mask is None:
-        # The max is >= the mean, but a rounded mean of (nearly) equal logits can exceed it by an ulp:
-        # clamping keeps the support non-empty. A finite mean means no -inf/+inf/NaN in the row, so the
-        # fast path needs no validity mask.
-        mean = torch.minimum(x.mean(dim, keepdim=True), x.amax(dim, keepdim=True))
+        # A finite mean means no -inf/+inf/NaN in the row: the fast path needs no validity mask.
+        mean = x.mean(dim, keepdim=True)
+        if clamp_mean or eps != 0.0:
+            mean = torch.minimum(mean, x.amax(dim, keepdim=True))
         if bool(torch.isfinite(mean).all()):
             z = x - mean.detach()
             # z >= 0 exactly when x >= mean (exact subtraction with gradual underflow). Keeping
@@ -105,18 +110,24 @@ def _shifted_logits(
     return z, None
 
 
+def _softmax_into(z: Tensor, dim: int) -> Tensor:
+    """softmax written into z's own buffer: one allocation fewer than ``softmax(z)``."""
+    if z.is_contiguous():
+        return torch.ops.aten._softmax.out(z, dim, False, out=z)
+    return z.softmax(dim)
+
+
 class _EvSoftmaxFunction(torch.autograd.Function):
     """ev-softmax with the closed-form backward p * (g - <g, p>) (zero off the support)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, dim: int, mask: Tensor | None, eps: float) -> Tensor:  # type: ignore[override]
-        z, empty = _shifted_logits(x, dim, mask, eps)
-        # softmax written into z's own buffer: one allocation fewer than softmax(z).
-        p = (
-            torch.ops.aten._softmax.out(z, dim, False, out=z)
-            if z.is_contiguous()
-            else z.softmax(dim)
-        )
+        z, empty = _shifted_logits(x, dim, mask, eps, clamp_mean=False)
+        p = _softmax_into(z, dim)
+        if mask is None and eps == 0.0 and bool(p.narrow(dim, 0, 1).isnan().any()):
+            # a rounded mean above the max emptied a row (NaN in every entry, so in the first one)
+            z, empty = _shifted_logits(x, dim, mask, eps)
+            p = _softmax_into(z, dim)
         if empty is not None:
             p = p.masked_fill(empty, 0.0)
         ctx.dim = dim
@@ -136,8 +147,11 @@ class _LogEvSoftmaxFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, dim: int, mask: Tensor | None, eps: float) -> Tensor:  # type: ignore[override]
-        z, empty = _shifted_logits(x, dim, mask, eps)
+        z, empty = _shifted_logits(x, dim, mask, eps, clamp_mean=False)
         out = torch.log_softmax(z, dim)
+        if mask is None and eps == 0.0 and bool(out.narrow(dim, 0, 1).isnan().any()):
+            z, empty = _shifted_logits(x, dim, mask, eps)
+            out = torch.log_softmax(z, dim)
         if empty is not None:
             out = out.masked_fill(empty, -math.inf)
         ctx.dim = dim
