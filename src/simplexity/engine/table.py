@@ -1,0 +1,97 @@
+"""Aggregate the ``metrics.json`` of many runs into a markdown table: mean ± s.e. over seeds.
+
+Runs are grouped by experiment and config without the seed; each row is labelled with the config
+values that differ between groups.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from simplexity.engine.runs import read_json
+
+__all__ = ["collect", "format_mean_se", "markdown_table"]
+
+
+def collect(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """The records of ``metrics.json`` files: each path is a run directory, a file, or a parent
+    searched recursively."""
+    records = []
+    for path in paths:
+        path = Path(path)
+        if path.is_file():
+            files = [path]
+        elif (path / "metrics.json").is_file():
+            files = [path / "metrics.json"]
+        elif path.is_dir():
+            files = sorted(path.rglob("metrics.json"))
+        else:
+            raise FileNotFoundError(f"{str(path)!r} is neither a run directory nor a metrics.json")
+        for f in files:
+            record = read_json(f)
+            if not isinstance(record, dict) or "metrics" not in record:
+                raise ValueError(f"{f} is not a simplexity metrics.json")
+            record["_path"] = str(f.parent)
+            records.append(record)
+    if not records:
+        raise FileNotFoundError(f"no metrics.json under {', '.join(map(str, paths))}")
+    return records
+
+
+def format_mean_se(values: Sequence[float]) -> str:
+    """``mean ± s.e.`` (standard error of the mean, n−1 in the variance); one value: ``x``.
+
+    Example:
+        >>> format_mean_se([1.0, 2.0, 3.0])
+        '2 ± 0.58'
+    """
+    n = len(values)
+    mean = sum(values) / n
+    if n == 1:
+        return f"{mean:.4g}"
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return f"{mean:.4g} ± {math.sqrt(var / n):.2g}"
+
+
+def _key(record: dict[str, Any]) -> tuple:
+    config = {k: v for k, v in record.get("config", {}).items() if k != "seed"}
+    return (record.get("experiment"), tuple(sorted((k, repr(v)) for k, v in config.items())))
+
+
+def markdown_table(records: Sequence[dict[str, Any]], metrics: Sequence[str] | None = None) -> str:
+    """The markdown table of ``records`` (see the module docstring).
+
+    Args:
+        records: from :func:`collect`.
+        metrics: the metric columns (default: every ``test/`` metric, else every metric).
+    """
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault(_key(record), []).append(record)
+    configs = [dict(key[1]) for key in groups]
+    varying = sorted({k for c in configs for k in c if any(c.get(k) != d.get(k) for d in configs)})
+    if metrics is None:
+        names = sorted({m for r in records for m in r["metrics"]})
+        metrics = [m for m in names if m.startswith("test/")] or names
+    header = ["experiment", *varying, "seeds", *metrics]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for key, members in groups.items():
+        config = dict(key[1])
+        cells = [str(key[0])]
+        cells += [str(eval_repr(config.get(k, "—"))) for k in varying]
+        cells.append(str(len(members)))
+        for m in metrics:
+            values = [r["metrics"][m] for r in members if m in r["metrics"]]
+            cells.append(format_mean_se(values) if values else "—")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def eval_repr(text: str) -> Any:
+    """Undo ``repr`` of a plain config value for display (strings lose their quotes)."""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text

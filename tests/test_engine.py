@@ -1,0 +1,165 @@
+"""The engine's parts: typed config overrides, schedules, run directories, batches, tables."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+import pytest
+import torch
+
+from simplexity.engine import (
+    ConfigError,
+    Constant,
+    Cosine,
+    Exponential,
+    Linear,
+    RunDir,
+    RunExistsError,
+    StepBatches,
+    StepSampler,
+    build_config,
+    markdown_table,
+    parse_schedule,
+    write_json_atomic,
+)
+from simplexity.engine.config import load_config_file
+from simplexity.engine.table import format_mean_se
+
+
+@dataclass(frozen=True)
+class Cfg:
+    n: int = 1
+    lr: float = 1e-3
+    flag: bool = False
+    name: str = "a"
+    kind: Literal["x", "y"] = "x"
+    size: int | None = None
+    hidden: tuple[int, ...] = (4,)
+
+    def __post_init__(self) -> None:
+        if self.n < 0:
+            raise ValueError("n must be >= 0")
+
+
+def test_overrides_are_converted_to_the_field_types():
+    c = build_config(Cfg, ["n=3", "lr=3e-4", "flag=yes", "name=b", "kind=y", "size=none",
+                           "hidden=512,256"])  # fmt: skip
+    assert c == Cfg(3, 3e-4, True, "b", "y", None, (512, 256))
+    assert build_config(Cfg, {"size": "7", "hidden": [1, 2]}).size == 7
+    assert build_config(Cfg, ["n=1e3"]).n == 1000
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        (["nope=1"], "unknown config key 'nope'"),
+        (["n=abc"], "n must be an int"),
+        (["n=1.5"], "n must be an int"),
+        (["flag=maybe"], "flag must be true or false"),
+        (["kind=z"], "kind must be one of"),
+        (["lr=fast"], "lr must be a number"),
+        (["n"], "expected key=value"),
+        (["n=-1"], "n must be >= 0"),
+    ],
+)
+def test_bad_overrides_raise_one_clear_config_error(override, words):
+    with pytest.raises(ConfigError, match=words):
+        build_config(Cfg, override)
+
+
+def test_yaml_and_json_config_files(tmp_path):
+    (tmp_path / "c.yaml").write_text("n: 4\nhidden: [8, 8]\n")
+    (tmp_path / "c.json").write_text('{"lr": 0.5}')
+    assert build_config(Cfg, load_config_file(tmp_path / "c.yaml")).hidden == (8, 8)
+    assert build_config(Cfg, load_config_file(tmp_path / "c.json")).lr == 0.5
+    (tmp_path / "bad.yaml").write_text("!!python/object:os.system ls\n")
+    with pytest.raises(Exception, match=r"python/object|could not determine"):
+        load_config_file(tmp_path / "bad.yaml")  # safe_load refuses arbitrary objects
+
+
+def test_schedules():
+    assert Constant(0.5)(10**6) == 0.5
+    lin = Linear(1.0, 0.0, 10)
+    assert [lin(s) for s in (0, 5, 10, 20)] == [1.0, 0.5, 0.0, 0.0]
+    exp = Exponential(1.0, 0.01, 100)
+    assert exp(50) == pytest.approx(0.1) and exp(200) == pytest.approx(0.01)
+    cos = Cosine(1.0, 0.0, 10)
+    assert (
+        cos(0) == pytest.approx(1.0)
+        and cos(5) == pytest.approx(0.5)
+        and cos(10) == pytest.approx(0.0)
+    )
+    for s in (Constant(0.67), lin, exp, cos):
+        assert parse_schedule(s.spec()) == s
+    assert parse_schedule("0.1") == Constant(0.1)
+    assert parse_schedule("warmup:0:1:100") == Linear(0.0, 1.0, 100)
+    for bad in ("fast", "exp:1:0:10", "linear:1:2", "poly:1:2:3", "linear:1:0:0"):
+        with pytest.raises(ValueError, match="temperature"):
+            parse_schedule(bad, name="temperature")
+
+
+def test_write_json_atomic_replaces_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "sub" / "m.json"
+    write_json_atomic(path, {"a": torch.tensor(1.5), "b": (1, 2)})
+    write_json_atomic(path, {"a": 2})
+    assert json.loads(path.read_text()) == {"a": 2}
+    assert [p.name for p in path.parent.iterdir()] == ["m.json"]
+
+
+def test_run_dir_refuses_to_overwrite_and_checks_the_config_on_resume(tmp_path):
+    run = RunDir(tmp_path / "r")
+    assert run.prepare({"n": 1}, resume=False) is False
+    with pytest.raises(RunExistsError, match="--resume"):
+        run.prepare({"n": 1}, resume=False)
+    with pytest.raises(ValueError, match="differs in n"):
+        run.prepare({"n": 2}, resume=True)
+    assert run.prepare({"n": 1}, resume=True) is False  # no checkpoint yet: starts afresh
+    run.append_history(5, {"x": 1.0})
+    run.append_history(10, {"x": 2.0})
+    run.truncate_history(7)
+    assert [h["step"] for h in run.read_history()] == [5]
+    assert run.prepare({"n": 3}, resume=False, overwrite=True) is False
+    assert run.read_history() == []
+
+
+def test_step_sampler_is_a_function_of_the_step_and_shards_the_batch():
+    full = StepSampler(23, 6, seed=1, num_steps=12)
+    batches = dict(iter(full))
+    assert len(full) == 12 and len(batches) == 12
+    epoch0 = torch.cat([batches[s] for s in range(3)])  # 23 // 6 = 3 steps per epoch
+    assert len(set(epoch0.tolist())) == 18  # no repeats within an epoch
+    assert not torch.equal(batches[0], batches[3])  # a new permutation each epoch
+    resumed = dict(iter(StepSampler(23, 6, seed=1, num_steps=12, start_step=7)))
+    assert sorted(resumed) == list(range(7, 12))
+    assert all(torch.equal(resumed[s], batches[s]) for s in resumed)
+    shards = [
+        dict(iter(StepSampler(23, 6, seed=1, num_steps=12, rank=r, world_size=2))) for r in (0, 1)
+    ]
+    assert all(torch.equal(torch.cat([shards[0][s], shards[1][s]]), batches[s]) for s in batches)
+    with pytest.raises(ValueError, match="divisible"):
+        StepSampler(23, 5, seed=1, num_steps=2, world_size=2)
+
+
+def test_dynamic_binarization_depends_only_on_seed_and_step():
+    data = torch.full((10, 4), 0.5)
+    batches = StepBatches(data, None, binarize=True, seed=3)
+    index = torch.arange(10)
+    a, b, c = batches[(4, index)][0], batches[(4, index)][0], batches[(5, index)][0]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert set(a.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_markdown_table_mean_and_standard_error():
+    def record(seed, relax, value):
+        return {"experiment": "vae", "config": {"seed": seed, "relaxation": relax, "steps": 5},
+                "metrics": {"test/iw_bound": value, "valid/loss": 1.0}}  # fmt: skip
+
+    records = [record(0, "igr_i", 1.0), record(1, "igr_i", 2.0), record(2, "igr_i", 3.0),
+               record(0, "gumbel_softmax", 5.0)]  # fmt: skip
+    table = markdown_table(records)
+    assert "| experiment | relaxation | seeds | test/iw_bound |" in table
+    assert "| vae | igr_i | 3 | 2 ± 0.58 |" in table
+    assert "| vae | gumbel_softmax | 1 | 5 |" in table
+    assert format_mean_se([2.0, 2.0]) == "2 ± 0"
