@@ -1,0 +1,289 @@
+"""Tests of simplexity.distributions.mixture: exact density, reparameterizations, estimators."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from simplexity.distributions import MixtureOfGaussians
+from simplexity.distributions.mixture import (
+    ESTIMATORS,
+    REPARAMS,
+    kmeans_plusplus,
+    kmeans_plusplus_init,
+)
+
+DT = torch.float64
+
+
+def ring(k: int = 8, radius: float = 2.0, sigma: float = 0.3, dtype=DT):
+    angle = torch.arange(k, dtype=dtype) * 2 * math.pi / k
+    loc = radius * torch.stack([angle.cos(), angle.sin()], -1)
+    return torch.zeros(k, dtype=dtype), loc, torch.full((k, 2), sigma, dtype=dtype)
+
+
+def mixture_1d(dtype=DT, requires_grad: bool = False):
+    logits = torch.tensor([0.3, -0.5, 0.1], dtype=dtype, requires_grad=requires_grad)
+    loc = torch.tensor([[-2.0], [0.5], [3.0]], dtype=dtype, requires_grad=requires_grad)
+    scale = torch.tensor([[0.5], [1.0], [0.7]], dtype=dtype, requires_grad=requires_grad)
+    return logits, loc, scale
+
+
+def mixture_cdf_1d(x: np.ndarray, logits, loc, scale) -> np.ndarray:
+    w = logits.softmax(-1).detach().numpy()
+    m, s = loc[:, 0].detach().numpy(), scale[:, 0].detach().numpy()
+    return (w * stats.norm.cdf((x[:, None] - m) / s)).sum(-1)
+
+
+# ---------------------------------------------------------------- exact density
+def test_log_prob_matches_scipy():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 4, generator=g, dtype=DT)
+    loc = torch.randn(2, 4, 3, generator=g, dtype=DT)
+    scale = torch.rand(2, 4, 3, generator=g, dtype=DT) + 0.2
+    p = MixtureOfGaussians(logits, loc, scale)
+    x = torch.randn(5, 2, 3, generator=g, dtype=DT)
+    got = p.log_prob(x)
+    assert got.shape == (5, 2)
+    w = logits.softmax(-1).numpy()
+    for n in range(5):
+        for b in range(2):
+            dens = sum(
+                w[b, k]
+                * stats.multivariate_normal.pdf(
+                    x[n, b].numpy(), loc[b, k].numpy(), np.diag(scale[b, k].numpy() ** 2)
+                )
+                for k in range(4)
+            )
+            assert got[n, b].item() == pytest.approx(math.log(dens), rel=1e-10, abs=1e-10)
+
+
+def test_log_prob_integrates_to_one_1d():
+    logits, loc, scale = mixture_1d()
+    p = MixtureOfGaussians(logits, loc, scale)
+    x = torch.linspace(-12, 14, 20001, dtype=DT).unsqueeze(-1)
+    total = torch.trapezoid(p.log_prob(x).exp(), x[:, 0])
+    assert total.item() == pytest.approx(1.0, abs=1e-8)
+
+
+def test_mean_variance_and_expand():
+    logits, loc, scale = mixture_1d()
+    p = MixtureOfGaussians(logits, loc, scale)
+    z = p.sample((200000,))
+    assert torch.allclose(z.mean(0), p.mean, atol=0.03)
+    assert torch.allclose(z.var(0), p.variance, rtol=0.02)
+    q = p.expand((4,))
+    assert q.batch_shape == (4,) and q.sample((3,)).shape == (3, 4, 1)
+    x = torch.randn(3, 4, 1, dtype=DT)
+    assert torch.allclose(q.log_prob(x), p.log_prob(x))
+
+
+# ---------------------------------------------------------------- pathwise gradients
+def _batched_gradients(make, f, batches: int = 20, size: int = 10000):
+    grads = []
+    for i in range(batches):
+        torch.manual_seed(100 + i)
+        params = make()
+        z = MixtureOfGaussians(*params).rsample((size,))
+        grads.append(torch.cat([g.flatten() for g in torch.autograd.grad(f(z).mean(), params)]))
+    grads = torch.stack(grads)
+    return grads.mean(0), grads.std(0) / math.sqrt(batches)
+
+
+def test_pathwise_gradient_of_moments_1d():
+    def f(z):
+        return z[..., 0] ** 2 + 0.1 * z[..., 0] ** 3
+
+    mean, se = _batched_gradients(lambda: mixture_1d(requires_grad=True), f)
+    logits, loc, scale = mixture_1d(requires_grad=True)
+    a, m, s = logits.softmax(-1), loc[:, 0], scale[:, 0]
+    exact = (a * (m**2 + s**2 + 0.1 * (m**3 + 3 * m * s**2))).sum()
+    truth = torch.cat([g.flatten() for g in torch.autograd.grad(exact, (logits, loc, scale))])
+    assert torch.all((mean - truth).abs() <= 4 * se + 1e-3), (mean, truth, se)
+    assert torch.all(se < 0.05)  # the test has power
+
+
+def test_pathwise_gradient_2d_cross_moment():
+    def make():
+        g = torch.Generator().manual_seed(3)
+        return (
+            torch.randn(3, generator=g, dtype=DT).requires_grad_(),
+            torch.randn(3, 2, generator=g, dtype=DT).requires_grad_(),
+            (torch.rand(3, 2, generator=g, dtype=DT) + 0.3).requires_grad_(),
+        )
+
+    def f(z):
+        return z[..., 0] * z[..., 1] ** 2
+
+    mean, se = _batched_gradients(make, f)
+    logits, loc, scale = make()
+    a = logits.softmax(-1)
+    exact = (a * loc[:, 0] * (loc[:, 1] ** 2 + scale[:, 1] ** 2)).sum()
+    truth = torch.cat([g.flatten() for g in torch.autograd.grad(exact, (logits, loc, scale))])
+    assert torch.all((mean - truth).abs() <= 4 * se + 1e-3), (mean, truth, se)
+
+
+@pytest.mark.parametrize("reparam", REPARAMS)
+def test_gradients_reach_every_parameter(reparam):
+    torch.manual_seed(0)
+    logits, loc, scale = (t.clone().requires_grad_() for t in ring())
+    temperature = None if reparam == "pathwise" else 0.5
+    p = MixtureOfGaussians(logits, loc, scale, reparam=reparam, temperature=temperature)
+    z = p.rsample((256,))
+    (z[:, 0] ** 3 + z[:, 1]).mean().backward()
+    for t in (logits, loc, scale):
+        assert t.grad is not None and torch.isfinite(t.grad).all() and t.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------- exactness of samples
+@pytest.mark.parametrize("reparam", ["pathwise", "gumbel_straight_through"])
+def test_hard_reparameterizations_give_exact_samples(reparam):
+    torch.manual_seed(1)
+    logits, loc, scale = mixture_1d()
+    temperature = None if reparam == "pathwise" else 1.0
+    z = MixtureOfGaussians(logits, loc, scale, reparam=reparam, temperature=temperature).rsample(
+        (5000,)
+    )
+    cdf = mixture_cdf_1d(z[:, 0].detach().numpy(), logits, loc, scale)
+    # Probability integral transform: uniform iff the samples follow the mixture.
+    assert stats.kstest(cdf, "uniform").pvalue > 1e-3
+
+
+@pytest.mark.parametrize("reparam", ["gumbel_softmax", "igr"])
+def test_soft_reparameterizations_do_not_give_mixture_samples(reparam):
+    torch.manual_seed(1)
+    logits, loc, scale = mixture_1d()
+    z = MixtureOfGaussians(logits, loc, scale, reparam=reparam, temperature=1.0).rsample((5000,))
+    cdf = mixture_cdf_1d(z[:, 0].detach().numpy(), logits, loc, scale)
+    assert stats.kstest(cdf, "uniform").pvalue < 1e-6
+
+
+def test_two_sample_against_torch_mixture_2d():
+    torch.manual_seed(2)
+    logits, loc, scale = ring(4, 1.0, 0.5)
+    ours = MixtureOfGaussians(logits, loc, scale).rsample((4000,))
+    reference = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(logits=logits),
+        torch.distributions.Independent(torch.distributions.Normal(loc, scale), 1),
+    ).sample((4000,))
+    for direction in (torch.tensor([1.0, 0.0]), torch.tensor([0.6, 0.8])):
+        a = (ours @ direction.to(DT)).numpy()
+        b = (reference @ direction.to(DT)).numpy()
+        assert stats.ks_2samp(a, b).pvalue > 1e-3
+
+
+# ---------------------------------------------------------------- estimators
+def _entropy_estimates(reparam, temperature, estimator, num_inner, n=4000, seed=0):
+    torch.manual_seed(seed)  # same seed: the same z for every estimator
+    p = MixtureOfGaussians(*ring(), reparam=reparam, temperature=temperature)
+    z, lp = p.rsample_and_log_prob((n,), estimator, num_inner)
+    return z, -lp
+
+
+@pytest.mark.parametrize("num_inner", [1, 4])
+def test_estimator_bias_signs_hard(num_inner):
+    z0, exact = _entropy_estimates("pathwise", None, "exact", None)
+    z1, upper = _entropy_estimates("pathwise", None, "nested", num_inner)
+    z2, lower = _entropy_estimates("pathwise", None, "nested_own", num_inner)
+    assert torch.equal(z0, z1) and torch.equal(z0, z2)
+    n = exact.shape[0]
+    for diff in (upper - exact, exact - lower):
+        se = diff.std() / math.sqrt(n)
+        assert diff.mean() > 4 * se, (diff.mean(), se)
+    _, joint = _entropy_estimates("pathwise", None, "joint", None)
+    assert (joint - exact).mean() > 0  # H(c, z) >= H(z)
+
+
+def test_nested_bounds_tighten_and_exact_is_exact_for_hard():
+    gaps = []
+    for m in (1, 16, 128):
+        _, up = _entropy_estimates("pathwise", None, "nested", m)
+        _, lo = _entropy_estimates("pathwise", None, "nested_own", m)
+        gaps.append((up - lo).mean().item())
+    assert gaps[0] > gaps[1] > gaps[2] > 0
+    assert gaps[2] < 0.3
+    p = MixtureOfGaussians(*ring())
+    z, lp = p.rsample_and_log_prob((10,))
+    assert torch.allclose(lp, p.log_prob(z))
+
+
+def test_soft_samples_make_eq1_overestimate_the_entropy():
+    # For tau = 1 the samples follow q_tau: the bracket [nested_own, nested] at large M pins
+    # H(q_tau), and eq. (1) (a cross-entropy) lies far above it.
+    _, ce = _entropy_estimates("gumbel_softmax", 1.0, "exact", None, n=2000)
+    _, up = _entropy_estimates("gumbel_softmax", 1.0, "nested", 256, n=2000)
+    _, lo = _entropy_estimates("gumbel_softmax", 1.0, "nested_own", 256, n=2000)
+    assert (up - lo).mean() >= -0.01
+    assert ce.mean() - up.mean() > 3.0
+    _, joint = _entropy_estimates("gumbel_softmax", 0.1, "joint", None, n=2000)
+    assert joint.mean() < -50  # dominated by the differential entropy of c
+
+
+@pytest.mark.parametrize("reparam", REPARAMS)
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_estimator_shapes_and_finiteness(reparam, estimator):
+    torch.manual_seed(0)
+    logits, loc, scale = ring(dtype=torch.float32)
+    temperature = None if reparam == "pathwise" else 0.1
+    p = MixtureOfGaussians(
+        logits.expand(3, -1), loc, scale, reparam=reparam, temperature=temperature
+    )
+    num_inner = 3 if estimator.startswith("nested") else None
+    z, lp = p.rsample_and_log_prob((5,), estimator, num_inner)
+    assert z.shape == (5, 3, 2) and lp.shape == (5, 3)
+    assert torch.isfinite(lp).all()
+
+
+# ---------------------------------------------------------------- k-means++
+def test_kmeans_plusplus_init_recovers_clusters():
+    g = torch.Generator().manual_seed(0)
+    centers = torch.tensor([[-5.0, 0.0], [5.0, 0.0], [0.0, 6.0]])
+    x = torch.cat([c + 0.5 * torch.randn(200, 2, generator=g) for c in centers])
+    logits, loc, scale = kmeans_plusplus_init(x, 3, generator=g)
+    order = loc[:, 0].argsort()
+    assert torch.allclose(loc[order], centers[[0, 2, 1]], atol=0.15)
+    assert torch.allclose(logits.exp(), torch.full((3,), 1 / 3), atol=0.01)
+    assert torch.allclose(scale, torch.full((3, 2), 0.5), atol=0.1)
+    assert kmeans_plusplus(x, 5, generator=g).shape == (5, 2)
+    with pytest.raises(ValueError, match="num_clusters"):
+        kmeans_plusplus(x, 0)
+
+
+# ---------------------------------------------------------------- bad input
+def test_bad_arguments():
+    logits, loc, scale = ring()
+    with pytest.raises(ValueError, match="scale"):
+        MixtureOfGaussians(logits, loc, scale[:, :1])
+    with pytest.raises(ValueError, match="logits"):
+        MixtureOfGaussians(logits[:5], loc, scale)
+    with pytest.raises(ValueError, match="loc"):
+        MixtureOfGaussians(logits, loc[0], scale)
+    with pytest.raises(ValueError, match="scale"):
+        MixtureOfGaussians(logits, loc, -scale)
+    with pytest.raises(ValueError, match="scale"):
+        MixtureOfGaussians(logits, loc, scale * 0)
+    with pytest.raises(TypeError, match="logits"):
+        MixtureOfGaussians(logits.tolist(), loc, scale)
+    with pytest.raises(ValueError, match="reparam"):
+        MixtureOfGaussians(logits, loc, scale, reparam="reinforce")
+    with pytest.raises(ValueError, match="temperature"):
+        MixtureOfGaussians(logits, loc, scale, reparam="gumbel_softmax")
+    with pytest.raises(ValueError, match="temperature"):
+        MixtureOfGaussians(logits, loc, scale, reparam="igr", temperature=0.0)
+    with pytest.raises(ValueError, match="temperature"):
+        MixtureOfGaussians(logits, loc, scale, reparam="igr", temperature=torch.tensor(-1.0))
+    with pytest.raises(ValueError, match="temperature"):
+        MixtureOfGaussians(logits, loc, scale, temperature=0.5)
+    p = MixtureOfGaussians(logits, loc, scale)
+    with pytest.raises(ValueError, match="num_inner"):
+        p.rsample_and_log_prob((2,), "nested", 0)
+    with pytest.raises(TypeError, match="num_inner"):
+        p.rsample_and_log_prob((2,), "nested_own")
+    with pytest.raises(ValueError, match="num_inner"):
+        p.rsample_and_log_prob((2,), "exact", 4)
+    with pytest.raises(ValueError, match="estimator"):
+        p.rsample_and_log_prob((2,), "sivi", 4)
