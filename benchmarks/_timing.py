@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 
@@ -24,8 +23,8 @@ def compare(
 ) -> dict[str, tuple[float, float]]:
     """Time every candidate in interleaved rounds; return ``{name: (seconds, ratio to baseline)}``.
 
-    Each round times every candidate once (so a slow phase of the machine hits all of them alike); the
-    ratio is the median over rounds of (candidate time / baseline time in the same round).
+    Each round times every candidate once, so a slow phase of the machine hits all of them alike; the
+    reported time is the best round (interference only adds time), the ratio that of the best times.
     """
     for fn in candidates.values():  # warm-up, and pick a call count per candidate
         fn()
@@ -37,8 +36,6 @@ def compare(
     for _ in range(repeats):
         for name, fn in candidates.items():
             rounds[name].append(time_call(fn, number=numbers[name]))
-    base = rounds[baseline]
-    return {
-        name: (statistics.median(times), statistics.median(t / b for t, b in zip(times, base)))
-        for name, times in rounds.items()
-    }
+    # best-of-rounds times: interference from other work on the machine only ever adds time
+    best = {name: min(times) for name, times in rounds.items()}
+    return {name: (t, t / best[baseline]) for name, t in best.items()}

@@ -2,6 +2,8 @@
 
 Usage: python benchmarks/normalizers.py [--threads 2] [--repeats 7] [--out docs/benchmarks_normalizers.md]
 
+"ev_softmax" is the library's default: the compiled (fused) forward for inputs of at least 2^20
+elements where torch.compile works, the eager path otherwise; "(eager)" forces the eager path.
 Forward and forward+backward (``torch.autograd.grad`` of the output against a fixed cotangent) for
 (batch, K) in {(4096, 10), (4096, 1000), (128, 32000)}, float32. "reference" is the reference
 implementation's algorithm (softmax times the indicator, renormalized), re-implemented here.
@@ -10,6 +12,7 @@ implementation's algorithm (softmax times the indicator, renormalized), re-imple
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 from pathlib import Path
@@ -29,9 +32,19 @@ def reference(x: torch.Tensor) -> torch.Tensor:
     return p / p.sum(-1, keepdim=True)
 
 
+def eager_ev_softmax(x: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+    """ev_softmax with the compiled kernel switched off (SIMPLEXITY_COMPILE=0)."""
+    os.environ["SIMPLEXITY_COMPILE"] = "0"
+    try:
+        return ev_softmax(x, eps=eps)
+    finally:
+        del os.environ["SIMPLEXITY_COMPILE"]
+
+
 MAPS = {
     "softmax": lambda x: torch.softmax(x, -1),
     "ev_softmax": lambda x: ev_softmax(x),
+    "ev_softmax (eager)": eager_ev_softmax,
     "ev_softmax (eps=1e-6)": lambda x: ev_softmax(x, eps=1e-6),
     "reference ev-softmax": reference,
     "sparsemax (entmax)": lambda x: entmax.sparsemax(x, -1),

@@ -305,3 +305,45 @@ def test_property_sums_to_one_and_support(ints, eps):
     else:
         assert (p[above] >= p.new_tensor(0)).all() and torch.isfinite(p).all()
     torch.testing.assert_close(p, torch.from_numpy(brute_force(values, -1, eps=eps)))
+
+
+def test_fused_kernel_matches_eager(monkeypatch):
+    """The compiled forward (large inputs) agrees with the eager path, including its edge cases."""
+    from simplexity.normalizers import _fused
+
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(6, 40, generator=g, dtype=torch.float64) * 3
+    x[0] = -43.06771093  # equal logits whose rounded mean exceeds them
+    x[1, :20] = 2.5  # ties
+    for eps in (0.0, 1e-3):
+        fused = _fused.fused_ev_softmax(x, eps, min_numel=0)
+        if fused is None and _fused._state["failed"]:
+            pytest.skip("torch.compile is unavailable here")
+        assert fused is not None
+        torch.testing.assert_close(fused, torch.from_numpy(brute_force(x.numpy(), -1, eps=eps)))
+    # rows with -inf are left to the eager path (mean over valid entries only)
+    x[2, :5] = -math.inf
+    assert _fused.fused_ev_softmax(x, 0.0, min_numel=0) is None
+    # the public function takes the fused path above MIN_NUMEL, with the closed-form backward
+    monkeypatch.setattr(_fused, "MIN_NUMEL", 0)
+    torch.testing.assert_close(ev_softmax(x), torch.from_numpy(brute_force(x.numpy(), -1)))
+    xr = x[3:].clone().requires_grad_()
+    p = ev_softmax(xr)
+    cot = torch.randn(p.shape, generator=g, dtype=torch.float64)
+    (grad,) = torch.autograd.grad(p, xr, cot)
+    torch.testing.assert_close(grad, p * (cot - (cot * p).sum(-1, keepdim=True)))
+
+
+def test_fused_kernel_falls_back_when_compiling_fails(monkeypatch):
+    from simplexity.normalizers import _fused
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no compiler")
+
+    monkeypatch.setattr(_fused, "_state", {"fn": broken, "failed": False})
+    x = torch.randn(4, 8)
+    with pytest.warns(RuntimeWarning, match="eager"):
+        assert _fused.fused_ev_softmax(x, 0.0, min_numel=0) is None
+    assert _fused.fused_ev_softmax(x, 0.0, min_numel=0) is None  # no second try
+    monkeypatch.setattr(_fused, "MIN_NUMEL", 0)
+    torch.testing.assert_close(ev_softmax(x), torch.from_numpy(brute_force(x.numpy(), -1)).float())

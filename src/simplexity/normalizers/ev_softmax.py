@@ -43,6 +43,7 @@ from simplexity._checks import (
     check_nonnegative,
     check_tensor,
 )
+from simplexity.normalizers._fused import fused_ev_softmax
 
 __all__ = [
     "EvSoftmax",
@@ -122,6 +123,12 @@ class _EvSoftmaxFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, dim: int, mask: Tensor | None, eps: float) -> Tensor:  # type: ignore[override]
+        ctx.dim = dim
+        ctx.in_dtype = x.dtype
+        fused = fused_ev_softmax(x, eps) if mask is None and dim == x.dim() - 1 else None
+        if fused is not None:
+            ctx.save_for_backward(fused)
+            return fused
         z, empty = _shifted_logits(x, dim, mask, eps, clamp_mean=False)
         p = _softmax_into(z, dim)
         if mask is None and eps == 0.0 and bool(p.narrow(dim, 0, 1).isnan().any()):
@@ -130,8 +137,6 @@ class _EvSoftmaxFunction(torch.autograd.Function):
             p = _softmax_into(z, dim)
         if empty is not None:
             p = p.masked_fill(empty, 0.0)
-        ctx.dim = dim
-        ctx.in_dtype = x.dtype
         ctx.save_for_backward(p)
         return p.to(x.dtype)
 
