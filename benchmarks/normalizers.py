@@ -57,7 +57,7 @@ def run(threads: int, repeats: int) -> str:
     torch.manual_seed(0)
     lines = [
         f"torch {torch.__version__}, {threads} threads, float32, {platform.processor() or platform.machine()}; "
-        "time of softmax in ms, others as a ratio to softmax in the same run (median of "
+        "time of softmax in ms, others as a ratio to softmax in the same run (best of "
         f"{repeats} interleaved rounds).",
         "",
         "| (batch, K) | pass | " + " | ".join(MAPS) + " |",

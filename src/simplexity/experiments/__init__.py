@@ -7,7 +7,27 @@ registers them; nothing here imports Lightning or matplotlib.
 
 from __future__ import annotations
 
+# isort: off
 from simplexity.experiments import cvae, flow2d, vae
+from simplexity.experiments import discrete_approx, igr_vae, relaxation_timing, sop  # IGR paper
+from simplexity.experiments import ssvae, translation, vqvae  # ev-softmax paper reproductions
 from simplexity.experiments.registry import Experiment, get, names, register
 
-__all__ = ["Experiment", "cvae", "flow2d", "get", "names", "register", "vae"]
+# isort: on
+
+__all__ = [
+    "Experiment",
+    "cvae",
+    "discrete_approx",
+    "flow2d",
+    "get",
+    "igr_vae",
+    "names",
+    "register",
+    "relaxation_timing",
+    "sop",
+    "ssvae",
+    "translation",
+    "vae",
+    "vqvae",
+]
