@@ -73,7 +73,7 @@ def run(threads: int, repeats: int) -> str:
             for name, f in MAPS.items()
         }
         for label, cands in (("forward", fwd), ("forward+backward", both)):
-            res = compare(cands, baseline="softmax", repeats=repeats)
+            res = compare(cands, baseline="softmax", repeats=repeats, min_time=0.2)
             cells = [f"{res['softmax'][0] * 1e3:.3f} ms"] + [
                 f"{res[n][1]:.2f}×" for n in list(MAPS)[1:]
             ]

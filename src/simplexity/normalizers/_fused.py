@@ -25,14 +25,16 @@ MIN_NUMEL = 1 << 20
 _state: dict[str, Callable[[Tensor, float], Tensor] | bool | None] = {"fn": None, "failed": False}
 
 
-def _kernel(x: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-    """ev-softmax_eps along the last dim, and the mean (not finite where a row has -inf/NaN)."""
+def _kernel(x: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Unnormalized ev-softmax_eps weights along the last dim, their sum, and the mean.
+
+    The weights are materialized (one exp per entry, like softmax) and normalized in place by the
+    caller; the mean is not finite where a row has -inf/+inf/NaN.
+    """
     largest = x.amax(-1, keepdim=True)
     mean = x.mean(-1, keepdim=True)
-    weights = torch.where(x >= torch.minimum(mean, largest), 1.0 + eps, eps) * torch.exp(
-        x - largest
-    )
-    return weights / weights.sum(-1, keepdim=True), mean
+    weights = torch.where(x >= torch.minimum(mean, largest), 1.0 + eps, eps) * torch.exp(x - largest)
+    return weights, weights.sum(-1, keepdim=True), mean
 
 
 def _enabled() -> bool:
@@ -53,7 +55,7 @@ def fused_ev_softmax(x: Tensor, eps: float, *, min_numel: int | None = None) -> 
     try:
         if _state["fn"] is None:
             _state["fn"] = torch.compile(_kernel, dynamic=True)
-        p, mean = _state["fn"](x, eps)  # type: ignore[operator]
+        weights, total, mean = _state["fn"](x, eps)  # type: ignore[operator]
     except Exception as error:  # any compiler failure: fall back for good
         _state["failed"] = True
         warnings.warn(
@@ -64,4 +66,4 @@ def fused_ev_softmax(x: Tensor, eps: float, *, min_numel: int | None = None) -> 
         )
         return None
     # rows with -inf (invalid entries), +inf or NaN need the eager path's masked mean
-    return p if bool(torch.isfinite(mean).all()) else None
+    return weights.div_(total) if bool(torch.isfinite(mean).all()) else None
