@@ -33,7 +33,9 @@ def _kernel(x: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
     """
     largest = x.amax(-1, keepdim=True)
     mean = x.mean(-1, keepdim=True)
-    weights = torch.where(x >= torch.minimum(mean, largest), 1.0 + eps, eps) * torch.exp(x - largest)
+    weights = torch.where(x >= torch.minimum(mean, largest), 1.0 + eps, eps) * torch.exp(
+        x - largest
+    )
     return weights, weights.sum(-1, keepdim=True), mean
 
 

@@ -1,0 +1,66 @@
+"""Figures of docs/results/evsoftmax.md from the runs under runs/evsoftmax (see queue.sh).
+
+    .venv/bin/python docs/results/evsoftmax/make_plots.py [RUNS_DIR]
+
+Writes cvae_{paper,reference}_{tv,paper_w1}.png (mean over seeds of the validation metrics over
+iterations, one curve per normalizer) and copies the seed-0 plots of each run family (CVAE priors,
+VQ-VAE samples, translation cross-attention) when they are under 300 KB.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from simplexity import plots
+
+HERE = Path(__file__).parent
+NORMS = ("softmax", "sparsemax", "entmax15", "ev_softmax")
+
+
+def _history(run: Path) -> dict[int, dict[str, float]]:
+    out = {}
+    for line in (run / "history.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if "valid/tv" in row["metrics"]:
+            out[row["step"]] = row["metrics"]
+    return out
+
+
+def cvae_curves(runs: Path) -> None:
+    for budget in ("paper", "reference"):
+        for key, label in (("tv", "TV to the true p(digit | y)"), ("paper_w1", "reference metric")):
+            series = {}
+            for norm in NORMS:
+                histories = [_history(r) for r in sorted(runs.glob(f"cvae-{budget}-{norm}-s*"))
+                             if (r / "history.jsonl").exists()]  # fmt: skip
+                if not histories:
+                    continue
+                steps = sorted(set.intersection(*(set(h) for h in histories)))
+                values = [float(np.mean([h[s][f"valid/{key}"] for h in histories])) for s in steps]
+                series[f"{norm} ({len(histories)} seeds)"] = (steps, values)
+            if series:
+                fig = plots.curves(series, ylabel=label, title=f"CVAE, {budget} budget")
+                fig.savefig(HERE / f"cvae_{budget}_{key}.png", dpi=90)
+
+
+def copy_plots(runs: Path) -> None:
+    wanted = defaultdict(list)
+    for run in sorted(runs.glob("*-s0")):
+        for name in ("priors.png", "samples.png", "cross_attention.png"):
+            path = run / "plots" / name
+            if path.exists() and path.stat().st_size < 300_000:
+                shutil.copyfile(path, HERE / f"{run.name}-{name}")
+                wanted[run.name].append(name)
+    print(json.dumps(wanted, indent=1))
+
+
+if __name__ == "__main__":
+    runs = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/evsoftmax")
+    cvae_curves(runs)
+    copy_plots(runs)

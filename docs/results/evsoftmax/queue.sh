@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The ev-softmax reproduction runs of one group, one after another on one thread.
+# Launch each group at the lowest priority; safe to re-launch: finished runs (metrics.json present)
+# are skipped, unfinished ones continue from their last checkpoint (--resume).
+#   mkdir -p runs/evsoftmax
+#   nice -n 19 bash docs/results/evsoftmax/queue.sh cvae  > runs/evsoftmax/queue-cvae.log 2>&1 &
+#   nice -n 19 bash docs/results/evsoftmax/queue.sh other > runs/evsoftmax/queue-other.log 2>&1 &
+# Groups: cvae (CVAE seeds 0-2 at both betas, then SSVAE 3 seeds, then CVAE seeds 3-9),
+#         other (VQ-VAE on both data sets, translation 1 seed, then translation seeds 1-2).
+set -u
+cd "$(dirname "$0")/../../.."
+export SIMPLEXITY_DATA_DIR="${SIMPLEXITY_DATA_DIR:-/work/shared/data}"
+OUT=runs/evsoftmax
+mkdir -p "$OUT/logs"
+run() {  # run NAME EXPERIMENT BUDGET KEY=VALUE...
+  local name=$1 exp=$2 budget=$3; shift 3
+  if [ -f "$OUT/$name/metrics.json" ]; then echo "skip $name"; return; fi
+  local sets=(); for kv in "$@"; do sets+=(--set "$kv"); done
+  echo "$(date -u +%FT%TZ) start $name"
+  .venv/bin/simplexity run "$exp" --budget "$budget" "${sets[@]}" --out "$OUT" --name "$name" \
+    --resume --threads 1 --no-progress > "$OUT/logs/$name.log" 2>&1
+  echo "$(date -u +%FT%TZ) done $name rc=$?"
+}
+NORMS="softmax sparsemax entmax15 ev_softmax"
+SSVAE="softmax sparsemax entmax15 ev_softmax gumbel st_gumbel"
+TRANSLATION="softmax posthoc_evidential sparsemax entmax15 ev_softmax"
+cvae_seeds() {
+  for seed in "$@"; do
+    for n in $NORMS; do
+      run "cvae-paper-$n-s$seed" cvae paper normalizer=$n seed=$seed
+      run "cvae-reference-$n-s$seed" cvae reference normalizer=$n seed=$seed
+    done
+  done
+}
+case "${1:-}" in
+  cvae)
+    cvae_seeds 0 1 2
+    for seed in 0 1 2; do
+      for m in $SSVAE; do run "ssvae-short-$m-s$seed" ssvae short method=$m seed=$seed; done
+    done
+    cvae_seeds 3 4 5 6 7 8 9
+    ;;
+  other)
+    for d in mnist fashion_mnist; do
+      for n in $NORMS; do run "vqvae-paper-$d-$n-s0" vqvae paper dataset=$d normalizer=$n seed=0; done
+    done
+    for seed in 0 1 2; do
+      for n in $TRANSLATION; do run "translation-paper-$n-s$seed" translation paper normalizer=$n seed=$seed; done
+    done
+    ;;
+  *) echo "usage: queue.sh cvae|other" >&2; exit 2 ;;
+esac
+echo "$(date -u +%FT%TZ) queue $1 finished"

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The IGR paper runs of docs/results/igr.md, exactly as launched (idempotent: finished runs are
+# skipped, interrupted ones continue with --resume). Run from the repository root:
+#
+#   nohup nice -n 19 bash docs/results/igr/run_paper.sh quick > runs/igr/quick.log 2>&1 &
+#   nohup nice -n 19 bash docs/results/igr/run_paper.sh vae   > runs/igr/vae.log 2>&1 &
+#
+# quick: relaxation-timing, discrete-approx (all targets and truncations), sop (3 seeds each).
+# vae:   temperature selection on MNIST, then igr-vae (VAE_BUDGET: reduced = 20 epochs, or paper).
+set -u
+export SIMPLEXITY_DATA_DIR=${SIMPLEXITY_DATA_DIR:-/work/shared/data}
+SIMPLEXITY=${SIMPLEXITY:-.venv/bin/simplexity}
+PYTHON=${PYTHON:-.venv/bin/python}
+OUT=${OUT:-runs/igr}
+VAE_BUDGET=${VAE_BUDGET:-reduced}
+SEEDS=${SEEDS:-"0 1 2"}
+
+go() {  # go NAME EXPERIMENT BUDGET SETS...: one run under $OUT/EXPERIMENT/NAME, resumable
+    local name=$1 exp=$2 budget=$3; shift 3
+    if [ -f "$OUT/$exp/$name/metrics.json" ]; then echo "done: $exp/$name"; return; fi
+    local sets=(); for s in "$@"; do sets+=(--set "$s"); done
+    echo "$(date -u +%FT%TZ) start $exp/$name"
+    "$SIMPLEXITY" run "$exp" --budget "$budget" "${sets[@]}" --out "$OUT/$exp" --name "$name" \
+        --resume --threads 1 --no-progress 2>&1 | grep -v -e "available:" -e "^$" | tail -n 20
+    echo "$(date -u +%FT%TZ) end   $exp/$name"
+}
+
+quick() {
+    for net in nonlinear linear; do
+        go "net=$net" relaxation-timing paper "net=$net"
+    done
+    for target in poisson:50 binomial:50:0.5 geometric:0.1 negative_binomial:10:0.2; do
+        for k in 20 40 100; do
+            go "target=$target-gumbel_softmax-K=$k" discrete-approx paper "target=$target" \
+                relaxation=gumbel_softmax "num_categories=$k"
+        done
+        go "target=$target-igr_sb" discrete-approx paper "target=$target" relaxation=igr_sb \
+            num_categories=200
+    done
+    for seed in $SEEDS; do
+        for relaxation in gumbel_softmax igr_i; do
+            go "relaxation=$relaxation-seed$seed" sop paper "relaxation=$relaxation" "seed=$seed"
+        done
+    done
+}
+
+tau() {  # tau RELAXATION: the selected temperature (selection on MNIST, nonlinear)
+    "$PYTHON" -c "import json,sys; print(json.load(open('$OUT/igr-vae-select-mnist-nonlinear/selected_temperature.json'))['selected']['$1'])"
+}
+
+vae() {
+    "$PYTHON" -m simplexity.experiments.igr_vae select --dataset mnist --net nonlinear \
+        --out "$OUT" || exit 1
+    for seed in $SEEDS; do
+        for net in nonlinear linear; do
+            if [ "$net" = linear ] && [ "$seed" != 0 ]; then continue; fi
+            for dataset in mnist fashion_mnist omniglot; do
+                for relaxation in gumbel_softmax igr_i igr_planar igr_sb; do
+                    t=$(tau "$relaxation")
+                    go "$dataset-$net-$relaxation-seed$seed" igr-vae "$VAE_BUDGET" \
+                        "dataset=$dataset" "net=$net" "relaxation=$relaxation" \
+                        "temperature=$t" "seed=$seed"
+                done
+            done
+        done
+    done
+}
+
+mkdir -p "$OUT"
+"${1:?usage: run_paper.sh quick|vae}"
