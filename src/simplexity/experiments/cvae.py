@@ -85,11 +85,7 @@ class CVAEConfig(TrainConfig):
         super().__post_init__()
         from simplexity import normalizers
 
-        if self.normalizer not in normalizers.names():
-            raise ValueError(
-                f"unknown normalizer {self.normalizer!r}; expected one of "
-                f"{', '.join(normalizers.names())}"
-            )
+        normalizers.check_name(self.normalizer)
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         parse_schedule(self.beta, name="beta")

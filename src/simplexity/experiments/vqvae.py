@@ -71,11 +71,7 @@ class VQVAEConfig(TrainConfig):
         super().__post_init__()
         from simplexity import normalizers
 
-        if self.normalizer not in normalizers.names():
-            raise ValueError(
-                f"unknown normalizer {self.normalizer!r}; expected one of "
-                f"{', '.join(normalizers.names())}"
-            )
+        normalizers.check_name(self.normalizer)
         if self.dataset not in ("mnist", "fashion_mnist"):
             raise ValueError(f"dataset must be 'mnist' or 'fashion_mnist', got {self.dataset!r}")
         for name in ("num_codes", "code_dim", "vq_hidden", "prior_hidden", "prior_layers",

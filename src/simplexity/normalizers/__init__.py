@@ -29,7 +29,14 @@ from simplexity.normalizers.evidential import (
     posthoc_evidential,
     singleton_log_masses,
 )
-from simplexity.normalizers.registry import Normalizer, NormalizerModule, get, names, register
+from simplexity.normalizers.registry import (
+    Normalizer,
+    NormalizerModule,
+    check_name,
+    get,
+    names,
+    register,
+)
 
 __all__ = [
     "EvSoftmax",
@@ -37,6 +44,7 @@ __all__ = [
     "LogEvSoftmax",
     "Normalizer",
     "NormalizerModule",
+    "check_name",
     "entmax15",
     "entmax15_loss",
     "entmax_bisect",

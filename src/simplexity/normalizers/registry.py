@@ -19,7 +19,7 @@ from simplexity._checks import check_nonnegative
 from simplexity.normalizers import baselines
 from simplexity.normalizers.ev_softmax import ev_softmax, ev_softmax_loss, log_ev_softmax
 
-__all__ = ["Normalizer", "NormalizerModule", "get", "names", "register"]
+__all__ = ["Normalizer", "NormalizerModule", "check_name", "get", "names", "register"]
 
 Mapping = Callable[..., Tensor]
 
@@ -148,6 +148,13 @@ def names() -> list[str]:
     return sorted(_FACTORIES)
 
 
+def check_name(name: str) -> str:
+    """Return ``name`` if a normalizer is registered under it, else raise a ``ValueError`` listing them."""
+    if not isinstance(name, str) or name not in _FACTORIES:
+        raise ValueError(f"unknown normalizer {name!r}; expected one of {', '.join(names())}")
+    return name
+
+
 def get(name: str, **options: Any) -> Normalizer:
     """Build the normalizer registered as ``name`` with ``options``.
 
@@ -155,8 +162,7 @@ def get(name: str, **options: Any) -> Normalizer:
         >>> get("ev_softmax")(torch.tensor([1.0, 0.0, -1.0]))
         tensor([0.7311, 0.2689, 0.0000])
     """
-    if not isinstance(name, str) or name not in _FACTORIES:
-        raise ValueError(f"unknown normalizer {name!r}; expected one of {', '.join(names())}")
+    check_name(name)
     try:
         return _FACTORIES[name](**options)
     except TypeError as error:
