@@ -321,6 +321,18 @@ def test_fused_kernel_matches_eager(monkeypatch):
             pytest.skip("torch.compile is unavailable here")
         assert fused is not None
         torch.testing.assert_close(fused, torch.from_numpy(brute_force(x.numpy(), -1, eps=eps)))
+    # any number of rows with one compilation per K; more K than MAX_STATIC: the generic kernel
+    for rows in (2, 5, 17):
+        y = torch.randn(rows, 40, generator=g, dtype=torch.float64)
+        fused = _fused.fused_ev_softmax(y, 0.0, min_numel=0)
+        torch.testing.assert_close(fused, torch.from_numpy(brute_force(y.numpy(), -1)))
+    for k in range(41, 41 + _fused.MAX_STATIC + 2):
+        y = torch.randn(3, 2, k, generator=g)
+        fused = _fused.fused_ev_softmax(y, 1e-6, min_numel=0)
+        torch.testing.assert_close(
+            fused, torch.from_numpy(brute_force(y.double().numpy(), -1, eps=1e-6)).float()
+        )
+    assert _fused._state["generic"] is not None and not _fused._state["failed"]
     # rows with -inf are left to the eager path (mean over valid entries only)
     x[2, :5] = -math.inf
     assert _fused.fused_ev_softmax(x, 0.0, min_numel=0) is None
@@ -340,7 +352,8 @@ def test_fused_kernel_falls_back_when_compiling_fails(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("no compiler")
 
-    monkeypatch.setattr(_fused, "_state", {"fn": broken, "failed": False})
+    state = {"fn": broken, "generic": broken, "failed": False, "seen": set()}
+    monkeypatch.setattr(_fused, "_state", state)
     x = torch.randn(4, 8)
     with pytest.warns(RuntimeWarning, match="eager"):
         assert _fused.fused_ev_softmax(x, 0.0, min_numel=0) is None
