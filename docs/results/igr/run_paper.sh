@@ -5,14 +5,19 @@
 #   nohup nice -n 19 bash docs/results/igr/run_paper.sh quick > runs/igr/quick.log 2>&1 &
 #   nohup nice -n 19 bash docs/results/igr/run_paper.sh vae   > runs/igr/vae.log 2>&1 &
 #
-# quick: relaxation-timing, discrete-approx (all targets and truncations), sop (3 seeds each).
-# vae:   temperature selection on MNIST, then igr-vae (VAE_BUDGET: reduced = 20 epochs, or paper).
+# quick: relaxation-timing, discrete-approx (all targets and truncations), sop (3 seeds each;
+#        SOP_BUDGET: short = 10 epochs, or paper = 100).
+# vae:   temperature selection on MNIST, then igr-vae (VAE_BUDGET: short = 6 epochs, reduced = 20,
+#        or paper = 100).
+# Both in one queue on one core:  nohup nice -n 19 bash -c "bash docs/results/igr/run_paper.sh quick;
+#        bash docs/results/igr/run_paper.sh vae" > runs/igr/session.log 2>&1 &
 set -u
 export SIMPLEXITY_DATA_DIR=${SIMPLEXITY_DATA_DIR:-/work/shared/data}
 SIMPLEXITY=${SIMPLEXITY:-.venv/bin/simplexity}
 PYTHON=${PYTHON:-.venv/bin/python}
 OUT=${OUT:-runs/igr}
-VAE_BUDGET=${VAE_BUDGET:-reduced}
+VAE_BUDGET=${VAE_BUDGET:-short}
+SOP_BUDGET=${SOP_BUDGET:-short}
 SEEDS=${SEEDS:-"0 1 2"}
 
 go() {  # go NAME EXPERIMENT BUDGET SETS...: one run under $OUT/EXPERIMENT/NAME, resumable
@@ -39,7 +44,7 @@ quick() {
     done
     for seed in $SEEDS; do
         for relaxation in gumbel_softmax igr_i; do
-            go "relaxation=$relaxation-seed$seed" sop paper "relaxation=$relaxation" "seed=$seed"
+            go "$SOP_BUDGET-relaxation=$relaxation-seed$seed" sop "$SOP_BUDGET" "relaxation=$relaxation" "seed=$seed"
         done
     done
 }
@@ -57,7 +62,7 @@ vae() {
             for dataset in mnist fashion_mnist omniglot; do
                 for relaxation in gumbel_softmax igr_i igr_planar igr_sb; do
                     t=$(tau "$relaxation")
-                    go "$dataset-$net-$relaxation-seed$seed" igr-vae "$VAE_BUDGET" \
+                    go "$VAE_BUDGET-$dataset-$net-$relaxation-seed$seed" igr-vae "$VAE_BUDGET" \
                         "dataset=$dataset" "net=$net" "relaxation=$relaxation" \
                         "temperature=$t" "seed=$seed"
                 done

@@ -180,6 +180,13 @@ _EXPERIMENT = Experiment(
             "eval_samples": 1000,
             "reference_samples": 100,
         },
+        # what fits one session for all 48 runs: 6 epochs of MNIST (as ``select``), test S = 200
+        "short": {
+            "steps": 3000,
+            "val_every": 1000,
+            "eval_samples": 200,
+            "reference_samples": 20,
+        },
         # 100 epochs of MNIST / Fashion-MNIST (50,000 training images), S = 1000
         "paper": {
             "steps": 50_000,

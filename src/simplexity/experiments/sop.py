@@ -182,6 +182,8 @@ EXPERIMENT = register(
                 "eval_samples": 10,
                 "lr": "1e-3",
             },
+            # every relaxation alike when 100 epochs do not fit: 10 epochs, the same lr schedule
+            "short": {"steps": 5000, "lr": "exp:1e-3:1e-4:5000", "eval_samples": 100},
             "paper": {"steps": 50_000, "lr": "exp:1e-3:1e-4:50000", "eval_samples": 100},
         },
         paper_command="simplexity run sop --budget paper --set relaxation=R --set seed=S",

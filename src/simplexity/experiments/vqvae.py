@@ -223,6 +223,8 @@ EXPERIMENT = register(
                 "prior_layers": 2,
                 "samples_per_class": 2,
             },
+            # every normalizer alike when 10 prior epochs do not fit: 3,000 prior steps (3.2 epochs)
+            "short": {"steps": 3000, "val_every": 1000},
             "paper": {},
         },
         paper_command=(
