@@ -4,7 +4,9 @@
 
 Writes cvae_{paper,reference}_{tv,paper_w1}.png (mean over seeds of the validation metrics over
 iterations, one curve per normalizer) and copies the seed-0 plots of each run family (CVAE priors,
-VQ-VAE samples, translation cross-attention) when they are under 300 KB.
+VQ-VAE samples, translation cross-attention) when they are under 300 KB. Keeps the results of every
+finished run (metrics.json, config.json, run.json, history.jsonl; no checkpoints) under runs/ next to
+this script, so that `simplexity table docs/results/evsoftmax/runs/...` regenerates every table.
 """
 
 from __future__ import annotations
@@ -49,6 +51,23 @@ def cvae_curves(runs: Path) -> None:
                 fig.savefig(HERE / f"cvae_{budget}_{key}.png", dpi=90)
 
 
+KEPT = ("metrics.json", "config.json", "run.json", "history.jsonl")
+
+
+def keep_results(runs: Path) -> None:
+    kept = 0
+    for run in sorted(runs.iterdir()):
+        if not (run / "metrics.json").is_file():
+            continue  # unfinished
+        dst = HERE / "runs" / run.name
+        dst.mkdir(parents=True, exist_ok=True)
+        for name in KEPT:
+            if (run / name).is_file():
+                shutil.copyfile(run / name, dst / name)
+        kept += 1
+    print(f"kept the results of {kept} finished runs in {HERE / 'runs'}")
+
+
 def copy_plots(runs: Path) -> None:
     wanted = defaultdict(list)
     for run in sorted(runs.glob("*-s0")):
@@ -62,5 +81,6 @@ def copy_plots(runs: Path) -> None:
 
 if __name__ == "__main__":
     runs = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/evsoftmax")
+    keep_results(runs)
     cvae_curves(runs)
     copy_plots(runs)

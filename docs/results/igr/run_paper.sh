@@ -9,8 +9,9 @@
 #        SOP_BUDGET: short = 10 epochs, or paper = 100).
 # vae:   temperature selection on MNIST, then igr-vae (VAE_BUDGET: short = 6 epochs, reduced = 20,
 #        or paper = 100).
-# Both in one queue on one core:  nohup nice -n 19 bash -c "bash docs/results/igr/run_paper.sh quick;
-#        bash docs/results/igr/run_paper.sh vae" > runs/igr/session.log 2>&1 &
+# session: everything in one queue for one core, the cheapest results first: timing, discrete-approx,
+#        sop for the first seed, the VAEs, then sop for the other seeds:
+#        nohup nice -n 19 bash docs/results/igr/run_paper.sh session > runs/igr/session.log 2>&1 &
 set -u
 export SIMPLEXITY_DATA_DIR=${SIMPLEXITY_DATA_DIR:-/work/shared/data}
 SIMPLEXITY=${SIMPLEXITY:-.venv/bin/simplexity}
@@ -42,7 +43,11 @@ quick() {
         go "target=$target-igr_sb" discrete-approx paper "target=$target" relaxation=igr_sb \
             num_categories=200
     done
-    for seed in $SEEDS; do
+    sop $SEEDS
+}
+
+sop() {  # sop SEED...
+    for seed in "$@"; do
         for relaxation in gumbel_softmax igr_i; do
             go "$SOP_BUDGET-relaxation=$relaxation-seed$seed" sop "$SOP_BUDGET" "relaxation=$relaxation" "seed=$seed"
         done
@@ -71,5 +76,12 @@ vae() {
     done
 }
 
+session() {
+    local first=${SEEDS%% *}
+    SEEDS=$first quick
+    vae
+    sop ${SEEDS#"$first"}
+}
+
 mkdir -p "$OUT"
-"${1:?usage: run_paper.sh quick|vae}"
+"${1:?usage: run_paper.sh quick|vae|session}"
