@@ -114,10 +114,19 @@ def test_temperature_selection_picks_the_best_validation_bound(tmp_path):
     )
     assert saved["selected"] == record["selected"] and saved["criterion"] == "valid/iw_bound"
     # the report keeps selection runs apart from the comparison table
+    import shutil
+
     from simplexity.experiments.igr_vae import report
 
+    run = next((tmp_path / "igr-vae-select-digits-linear").glob("igr_i-tau=*"))
+    shutil.copytree(run, run.parent / "target=poisson:50")  # a name with a ':' (discrete-approx)
     names = {p.name for p in report(tmp_path, tmp_path / "out")}
     assert "igr-vae-select.md" in names and "igr-vae.md" not in names
+    kept = [p.relative_to(tmp_path / "out") for p in (tmp_path / "out" / "runs").rglob("*")]
+    assert kept and not any(":" in str(p) for p in kept)  # portable to Windows checkouts
+    assert (
+        tmp_path / "out" / "runs" / run.parent.name / "target=poisson_50" / "metrics.json"
+    ).is_file()
     with pytest.raises(ValueError, match="relaxation must be one of"):
         select_temperature(relaxations=["softmax"], out=tmp_path)
     with pytest.raises(ValueError, match="positive temperatures"):

@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -287,7 +288,8 @@ def report(runs: str | Path = "runs/igr", out: str | Path = "docs/results/igr") 
     """Keep the results of the IGR runs under ``runs`` and write tables and figures to ``out``.
 
     Copies ``metrics.json``, ``config.json``, ``run.json`` and ``history.jsonl`` of every finished
-    run (no checkpoints) to ``out/runs/...``, writes one markdown table per experiment
+    run (no checkpoints) to ``out/runs/...`` (characters Windows does not allow in paths, such as
+    ``:``, become ``_``), writes one markdown table per experiment
     (``out/<experiment>.md``, mean ± s.e. over seeds, as ``simplexity table``) and the figures:
     validation curves of ``igr-vae``, the histograms of ``discrete-approx``, and copies of a few
     sample plots. Returns the files written.
@@ -301,7 +303,9 @@ def report(runs: str | Path = "runs/igr", out: str | Path = "docs/results/igr") 
     records = collect([runs])
     for record in records:
         src = Path(record["_path"])
-        dst = out / "runs" / src.relative_to(runs)
+        # ':' and the like are not allowed in Windows paths: the kept copy must check out anywhere
+        parts = [re.sub(r'[<>:"|?*\\]', "_", part) for part in src.relative_to(runs).parts]
+        dst = out.joinpath("runs", *parts)
         dst.mkdir(parents=True, exist_ok=True)
         for name in _KEPT_FILES:
             if (src / name).is_file():
