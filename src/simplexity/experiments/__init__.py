@@ -1,4 +1,4 @@
-"""Experiments by name: ``vae``, ``cvae``, ``flow2d`` (see :mod:`.registry` to add one).
+"""Experiments by name: ``vae``, ``cvae``, ``flow2d``, … (see :mod:`.registry` to add one).
 
 Each experiment module holds a config dataclass, a :class:`~simplexity.engine.task.Task`, its
 budgets (``smoke``, ``demo``, ``paper``) and a ``main(config)`` driver. Importing this package
@@ -11,6 +11,7 @@ from __future__ import annotations
 from simplexity.experiments import cvae, flow2d, vae
 from simplexity.experiments import discrete_approx, igr_vae, relaxation_timing, sop  # IGR paper
 from simplexity.experiments import ssvae, translation, vqvae  # ev-softmax paper reproductions
+from simplexity.experiments import flow_objectives, maxent_dirichlet  # flows issue
 from simplexity.experiments.registry import Experiment, get, names, register
 
 # isort: on
@@ -20,8 +21,10 @@ __all__ = [
     "cvae",
     "discrete_approx",
     "flow2d",
+    "flow_objectives",
     "get",
     "igr_vae",
+    "maxent_dirichlet",
     "names",
     "register",
     "relaxation_timing",

@@ -15,8 +15,10 @@ from simplexity.flows.flow import Flow, LazyFlow
 from simplexity.flows.maxent import (
     AugmentedLagrangian,
     MaxEntTrainer,
+    augmented_lagrangian_loss,
     dirichlet_constraints,
     dirichlet_entropy,
+    update_multipliers,
 )
 from simplexity.flows.planar import Planar, PlanarTransform
 from simplexity.flows.rad import RAD, RADDistribution, RADLayer
@@ -40,6 +42,8 @@ __all__ = [
     "Radial",
     "RadialTransform",
     "SimplexTransform",
+    "augmented_lagrangian_loss",
     "dirichlet_constraints",
     "dirichlet_entropy",
+    "update_multipliers",
 ]

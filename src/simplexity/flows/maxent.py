@@ -30,8 +30,10 @@ from simplexity._checks import check_floating, check_positive
 __all__ = [
     "AugmentedLagrangian",
     "MaxEntTrainer",
+    "augmented_lagrangian_loss",
     "dirichlet_constraints",
     "dirichlet_entropy",
+    "update_multipliers",
 ]
 
 
@@ -133,10 +135,7 @@ class MaxEntTrainer:
         t = self.constraint(z)
         if self.lam is None:
             self.lam = torch.zeros(t.shape[-1], dtype=t.dtype, device=t.device)
-        half = self.config.batch // 2
-        residual = t.mean(0)
-        penalty = 0.5 * self.c * (t[:half].mean(0) * t[half:].mean(0)).sum()
-        loss = log_p.mean() + (self.lam * residual).sum() + penalty
+        loss = augmented_lagrangian_loss(log_p, t, self.lam, self.c)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -158,18 +157,20 @@ class MaxEntTrainer:
             entropy, residual = self.evaluate()
             norm = float(residual.norm())
             assert self.lam is not None
-            self.lam = self.lam + self.c * residual
+            c = self.c
+            self.lam, self.c = update_multipliers(
+                self.lam, c, residual, self.last_norm,
+                gamma=self.config.gamma, beta=self.config.beta,
+            )  # fmt: skip
             record = {
                 "outer": outer,
                 "entropy": float(entropy),
                 "residual": residual.tolist(),
                 "residual_norm": norm,
                 "lambda": self.lam.tolist(),
-                "c": self.c,
+                "c": c,
                 "seconds": time.perf_counter() - start,
             }
-            if norm > self.config.gamma * self.last_norm:
-                self.c *= self.config.beta
             self.last_norm = norm
             for group in self.optimizer.param_groups:
                 group["lr"] *= self.config.lr_decay
@@ -182,6 +183,76 @@ class MaxEntTrainer:
         """The trainer's settings and multipliers (for logging)."""
         lam = None if self.lam is None else self.lam.tolist()
         return {"config": asdict(self.config), "lambda": lam, "c": self.c}
+
+
+def augmented_lagrangian_loss(log_p: Tensor, t: Tensor, lam: Tensor, c: float | Tensor) -> Tensor:
+    r"""The augmented Lagrangian of one batch, with the split-batch penalty.
+
+    .. math::
+        \hat L = \frac1B\sum_i \log p(z_i) + \lambda^\top \hat R
+        + \frac{c}{2}\,\hat R_1^\top \hat R_2 ,
+
+    where :math:`\hat R` is the mean of :math:`T(z_i)` over the batch and :math:`\hat R_1`,
+    :math:`\hat R_2` over its two halves (independent, so the last term is an unbiased estimate
+    of :math:`\frac{c}{2}\|R\|^2` and of its gradient). Minimizing it maximizes the entropy
+    estimate :math:`-\frac1B\sum_i \log p(z_i)` under the constraints.
+
+    Args:
+        log_p: ``(B,)`` log densities (or estimates) of the samples.
+        t: ``(B, m)`` constraint values :math:`T(z_i)`; ``B`` even.
+        lam: ``(m,)`` Lagrange multipliers :math:`\lambda`.
+        c: the penalty coefficient.
+
+    References:
+        Loaiza-Ganem, Gao, Cunningham. Maximum Entropy Flow Networks. ICLR 2017.
+
+    Example:
+        >>> t = torch.tensor([[1.0], [1.0], [-1.0], [3.0]])
+        >>> augmented_lagrangian_loss(torch.zeros(4), t, torch.tensor([0.5]), 2.0)
+        tensor(1.5000)
+    """
+    if t.dim() != 2 or t.shape[0] != log_p.shape[0]:
+        raise ValueError(
+            f"t must have shape (B, m) with B = {log_p.shape[0]} samples, got {tuple(t.shape)}"
+        )
+    if t.shape[0] % 2:
+        raise ValueError(f"the batch must be even (it is split in halves), got {t.shape[0]}")
+    half = t.shape[0] // 2
+    residual = t.mean(0)
+    penalty = 0.5 * c * (t[:half].mean(0) * t[half:].mean(0)).sum()
+    return log_p.mean() + (lam * residual).sum() + penalty
+
+
+def update_multipliers(
+    lam: Tensor,
+    c: float,
+    residual: Tensor,
+    last_norm: float,
+    *,
+    gamma: float = 0.25,
+    beta: float = 4.0,
+) -> tuple[Tensor, float]:
+    r"""The outer update of the augmented Lagrangian: :math:`\lambda \leftarrow \lambda + c\hat R`,
+    and :math:`c \leftarrow \beta c` unless :math:`\|\hat R\| \le \gamma` times ``last_norm``.
+
+    Args:
+        lam: ``(m,)`` multipliers.
+        c: the penalty coefficient used in the inner loop that just ended.
+        residual: ``(m,)`` residual :math:`\hat R` on fresh samples.
+        last_norm: :math:`\|\hat R\|` of the previous outer iteration (``inf`` at the first).
+        gamma, beta: see :class:`AugmentedLagrangian`.
+
+    Returns:
+        The new ``(lam, c)``.
+
+    Example:
+        >>> lam, c = update_multipliers(torch.zeros(2), 1.0, torch.tensor([0.3, 0.4]), 1.0)
+        >>> lam.tolist(), c
+        ([0.30000001192092896, 0.4000000059604645], 4.0)
+    """
+    new_lam = lam + c * residual
+    norm = float(residual.norm())
+    return new_lam, c * beta if norm > gamma * last_norm else c
 
 
 def dirichlet_constraints(alpha: Tensor) -> Callable[[Tensor], Tensor]:
