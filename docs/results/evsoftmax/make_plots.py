@@ -6,7 +6,8 @@ Writes cvae_{paper,reference}_{tv,paper_w1}.png (mean over seeds of the validati
 iterations, one curve per normalizer) and copies the seed-0 plots of each run family (CVAE priors,
 VQ-VAE samples, translation cross-attention) when they are under 300 KB. Keeps the results of every
 finished run (metrics.json, config.json, run.json, history.jsonl; no checkpoints) under runs/ next to
-this script, so that `simplexity table docs/results/evsoftmax/runs/...` regenerates every table.
+this script, and writes the tables cvae-paper.md, cvae-reference.md, ssvae.md, vqvae.md,
+translation.md from them (the same as `simplexity table docs/results/evsoftmax/runs/NAME-* --metrics ...`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from simplexity import plots
+from simplexity.engine.table import collect, markdown_table
 
 HERE = Path(__file__).parent
 NORMS = ("softmax", "sparsemax", "entmax15", "ev_softmax")
@@ -68,6 +70,26 @@ def keep_results(runs: Path) -> None:
     print(f"kept the results of {kept} finished runs in {HERE / 'runs'}")
 
 
+TABLES = {  # file: (run-name pattern, metrics); the same as `simplexity table` on the kept runs
+    "cvae-paper": ("cvae-paper-*", "test/tv,test/w1,test/paper_w1,test/prior_support,test/digits_kept,test/posterior_support"),
+    "cvae-reference": ("cvae-reference-*", "test/tv,test/w1,test/paper_w1,test/prior_support,test/digits_kept,test/posterior_support"),
+    "ssvae": ("ssvae-*", "test/accuracy,test/decoder_calls"),
+    "vqvae": ("vqvae-*", "test/accuracy_top1,test/accuracy_topk,test/nonzero"),
+    "translation": ("translation-*", "test/bleu,test/attended"),
+}  # fmt: skip
+
+
+def tables() -> None:
+    """One markdown table per experiment from the kept results (mean ± s.e. over seeds)."""
+    kept = HERE / "runs"
+    for name, (pattern, metrics) in TABLES.items():
+        runs = sorted(r for r in kept.glob(pattern) if (r / "metrics.json").is_file())
+        if runs:
+            text = markdown_table(collect(runs), metrics.split(","))
+            (HERE / f"{name}.md").write_text(text)
+            print(f"{name}.md: {len(runs)} runs")
+
+
 def copy_plots(runs: Path) -> None:
     wanted = defaultdict(list)
     for run in sorted(runs.glob("*-s0")):
@@ -82,5 +104,6 @@ def copy_plots(runs: Path) -> None:
 if __name__ == "__main__":
     runs = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/evsoftmax")
     keep_results(runs)
+    tables()
     cvae_curves(runs)
     copy_plots(runs)
