@@ -71,9 +71,10 @@ def _list(args: argparse.Namespace) -> int:
             print(f"  {key} = {getattr(config, key)!r}")
         return 0
     print("experiments:")
+    width = max(map(len, experiments.names()))
     for name in experiments.names():
         exp = experiments.get(name)
-        print(f"  {name:<8} {exp.description}  [budgets: {', '.join(exp.budgets)}]")
+        print(f"  {name:<{width}}  {exp.description}  [budgets: {', '.join(exp.budgets)}]")
     print("normalizers: " + ", ".join(normalizers.names()))
     print("relaxations: " + ", ".join(relaxations.names()))
     try:
