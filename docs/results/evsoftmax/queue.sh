@@ -8,7 +8,8 @@
 # Groups: cvae (CVAE seeds 0-2 at both betas, then SSVAE 3 seeds, then CVAE seeds 3-9),
 #         other (VQ-VAE on both data sets, translation 1 seed, then translation seeds 1-2),
 #         short (one queue for one CPU core, every method alike at the short budgets: CVAE seed 0,
-#                SSVAE seed 0, VQ-VAE 3,000 prior steps, translation 3 epochs, SSVAE seeds 1-2,
+#                SSVAE seed 0, VQ-VAE on MNIST (3,000 prior steps), translation (3 epochs), VQ-VAE on
+#                Fashion-MNIST, SSVAE seeds 1-2,
 #                CVAE seeds 1-2).
 set -u
 cd "$(dirname "$0")/../../.."
@@ -54,10 +55,9 @@ case "${1:-}" in
   short)
     run cvae-reference-entmax15-s0 cvae reference normalizer=entmax15 seed=0
     for m in $SSVAE; do run "ssvae-short-$m-s0" ssvae short method=$m seed=0; done
-    for d in mnist fashion_mnist; do
-      for n in $NORMS; do run "vqvae-short-$d-$n-s0" vqvae short dataset=$d normalizer=$n seed=0; done
-    done
+    for n in $NORMS; do run "vqvae-short-mnist-$n-s0" vqvae short dataset=mnist normalizer=$n seed=0; done
     for n in $TRANSLATION; do run "translation-short-$n-s0" translation short normalizer=$n seed=0; done
+    for n in $NORMS; do run "vqvae-short-fashion_mnist-$n-s0" vqvae short dataset=fashion_mnist normalizer=$n seed=0; done
     for seed in 1 2; do
       for m in $SSVAE; do run "ssvae-short-$m-s$seed" ssvae short method=$m seed=$seed; done
     done
