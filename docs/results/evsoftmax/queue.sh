@@ -27,7 +27,7 @@ run() {  # run NAME EXPERIMENT BUDGET KEY=VALUE...
 }
 NORMS="softmax sparsemax entmax15 ev_softmax"
 SSVAE="softmax sparsemax entmax15 ev_softmax gumbel st_gumbel"
-TRANSLATION="softmax posthoc_evidential sparsemax entmax15 ev_softmax"
+TRANSLATION="softmax ev_softmax entmax15 sparsemax posthoc_evidential"
 cvae_seeds() {
   for seed in "$@"; do
     for n in $NORMS; do
