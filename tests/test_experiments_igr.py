@@ -120,8 +120,13 @@ def test_temperature_selection_picks_the_best_validation_bound(tmp_path):
 
     run = next((tmp_path / "igr-vae-select-digits-linear").glob("igr_i-tau=*"))
     shutil.copytree(run, run.parent / "target=poisson:50")  # a name with a ':' (discrete-approx)
+    page = tmp_path / "out.md"  # the results page next to the output folder, with markers
+    page.write_text(
+        "# page\n<!-- begin table igr-vae-select -->\n<!-- end table igr-vae-select -->\n"
+    )
     names = {p.name for p in report(tmp_path, tmp_path / "out")}
     assert "igr-vae-select.md" in names and "igr-vae.md" not in names
+    assert (tmp_path / "out" / "igr-vae-select.md").read_text() in page.read_text()
     kept = [p.relative_to(tmp_path / "out") for p in (tmp_path / "out" / "runs").rglob("*")]
     assert kept and not any(":" in str(p) for p in kept)  # portable to Windows checkouts
     assert (

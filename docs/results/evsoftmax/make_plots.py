@@ -7,7 +7,8 @@ iterations, one curve per normalizer) and copies the seed-0 plots of each run fa
 VQ-VAE samples, translation cross-attention) when they are under 300 KB. Keeps the results of every
 finished run (metrics.json, config.json, run.json, history.jsonl; no checkpoints) under runs/ next to
 this script, and writes the tables cvae-paper.md, cvae-reference.md, ssvae.md, vqvae.md,
-translation.md from them (the same as `simplexity table docs/results/evsoftmax/runs/NAME-* --metrics ...`).
+translation.md from them (the same as `simplexity table docs/results/evsoftmax/runs/NAME-* --metrics ...`)
+and into docs/results/evsoftmax.md between its table markers.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from simplexity import plots
-from simplexity.engine.table import collect, markdown_table
+from simplexity.engine.table import collect, embed_table, markdown_table
 
 HERE = Path(__file__).parent
 NORMS = ("softmax", "sparsemax", "entmax15", "ev_softmax")
@@ -90,6 +91,15 @@ def tables() -> None:
             print(f"{name}.md: {len(runs)} runs")
 
 
+def fill_page(page: Path = HERE.parent / "evsoftmax.md") -> None:
+    """Put each table into the results page between its ``<!-- begin table NAME -->`` and
+    ``<!-- end table NAME -->`` markers (the text around them is written by hand)."""
+    for name in TABLES:
+        table = HERE / f"{name}.md"
+        if table.is_file():
+            embed_table(page, name, table.read_text())
+
+
 def copy_plots(runs: Path) -> None:
     wanted = defaultdict(list)
     for run in sorted(runs.glob("*-s0")):
@@ -105,5 +115,6 @@ if __name__ == "__main__":
     runs = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/evsoftmax")
     keep_results(runs)
     tables()
+    fill_page()
     cvae_curves(runs)
     copy_plots(runs)

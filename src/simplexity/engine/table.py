@@ -13,7 +13,7 @@ from typing import Any
 
 from simplexity.engine.runs import read_json
 
-__all__ = ["collect", "format_mean_se", "markdown_table"]
+__all__ = ["collect", "embed_table", "format_mean_se", "markdown_table"]
 
 
 def collect(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
@@ -95,3 +95,36 @@ def eval_repr(text: str) -> Any:
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         return text[1:-1]
     return text
+
+
+def embed_table(page: str | Path, name: str, table: str) -> bool:
+    r"""Write ``table`` into the markdown file ``page`` between the lines ``<!-- begin table NAME -->``
+    and ``<!-- end table NAME -->``, replacing what was there; the text around is left alone.
+
+    Returns whether the markers were found (the page is not written otherwise).
+
+    Example:
+        >>> import tempfile
+        >>> page = Path(tempfile.mkdtemp()) / "results.md"
+        >>> _ = page.write_text("Intro\n<!-- begin table t -->\nold\n<!-- end table t -->\nOutro\n")
+        >>> embed_table(page, "t", "| a |\n|---|\n| 1 |\n")
+        True
+        >>> print(page.read_text())
+        Intro
+        <!-- begin table t -->
+        | a |
+        |---|
+        | 1 |
+        <!-- end table t -->
+        Outro
+        <BLANKLINE>
+    """
+    page = Path(page)
+    text = page.read_text()
+    begin, end = f"<!-- begin table {name} -->", f"<!-- end table {name} -->"
+    if begin not in text or end not in text.split(begin, 1)[1]:
+        return False
+    head, rest = text.split(begin, 1)
+    body = table if table.endswith("\n") else table + "\n"
+    page.write_text(head + begin + "\n" + body + end + rest.split(end, 1)[1])
+    return True

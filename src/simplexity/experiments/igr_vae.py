@@ -290,15 +290,17 @@ def report(runs: str | Path = "runs/igr", out: str | Path = "docs/results/igr") 
     Copies ``metrics.json``, ``config.json``, ``run.json`` and ``history.jsonl`` of every finished
     run (no checkpoints) to ``out/runs/...`` (characters Windows does not allow in paths, such as
     ``:``, become ``_``), writes one markdown table per experiment
-    (``out/<experiment>.md``, mean ± s.e. over seeds, as ``simplexity table``) and the figures:
+    (``out/<experiment>.md``, mean ± s.e. over seeds, as ``simplexity table``; also into the page
+    ``out.md`` between its ``<!-- begin table <experiment> -->`` markers) and the figures:
     validation curves of ``igr-vae``, the histograms of ``discrete-approx``, and copies of a few
     sample plots. Returns the files written.
     """
     import shutil
 
-    from simplexity.engine.table import collect, markdown_table
+    from simplexity.engine.table import collect, embed_table, markdown_table
 
     runs, out = Path(runs), Path(out)
+    page = out.parent / f"{out.name}.md"
     written: list[Path] = []
     records = collect([runs])
     for record in records:
@@ -321,8 +323,12 @@ def report(runs: str | Path = "runs/igr", out: str | Path = "docs/results/igr") 
             m for m in REPORT_METRICS.get(experiment, ()) if any(m in r["metrics"] for r in members)
         ]
         path = out / f"{experiment}.md"
-        path.write_text(markdown_table(members, metrics or None))
+        table = markdown_table(members, metrics or None)
+        path.write_text(table)
         written.append(path)
+        # and into the results page next to ``out`` (docs/results/igr.md), where it has markers
+        if page.is_file() and embed_table(page, experiment, table):
+            written.append(page)
     written += _report_figures(by_experiment, out)
     return written
 
