@@ -9,8 +9,8 @@
 #         other (VQ-VAE on both data sets, translation 1 seed, then translation seeds 1-2),
 #         short (one queue for one CPU core, every method alike at the short budgets: CVAE seed 0,
 #                SSVAE seed 0, VQ-VAE on MNIST (3,000 prior steps), translation (3 epochs), VQ-VAE on
-#                Fashion-MNIST, SSVAE seeds 1-2,
-#                CVAE seeds 1-2).
+#                Fashion-MNIST, SSVAE seeds 1-2, CVAE seeds 1-9 at the paper budget, then the
+#                reference-code beta for seeds 1-2).
 set -u
 cd "$(dirname "$0")/../../.."
 export SIMPLEXITY_DATA_DIR="${SIMPLEXITY_DATA_DIR:-/work/shared/data}"
@@ -28,21 +28,21 @@ run() {  # run NAME EXPERIMENT BUDGET KEY=VALUE...
 NORMS="softmax sparsemax entmax15 ev_softmax"
 SSVAE="softmax sparsemax entmax15 ev_softmax gumbel st_gumbel"
 TRANSLATION="softmax ev_softmax entmax15 sparsemax posthoc_evidential"
-cvae_seeds() {
+cvae_seeds() {  # cvae_seeds BUDGETS SEED...: e.g. cvae_seeds "paper reference" 0 1 2
+  local budgets=$1; shift
   for seed in "$@"; do
     for n in $NORMS; do
-      run "cvae-paper-$n-s$seed" cvae paper normalizer=$n seed=$seed
-      run "cvae-reference-$n-s$seed" cvae reference normalizer=$n seed=$seed
+      for b in $budgets; do run "cvae-$b-$n-s$seed" cvae "$b" normalizer=$n seed=$seed; done
     done
   done
 }
 case "${1:-}" in
   cvae)
-    cvae_seeds 0 1 2
+    cvae_seeds "paper reference" 0 1 2
     for seed in 0 1 2; do
       for m in $SSVAE; do run "ssvae-short-$m-s$seed" ssvae short method=$m seed=$seed; done
     done
-    cvae_seeds 3 4 5 6 7 8 9
+    cvae_seeds "paper reference" 3 4 5 6 7 8 9
     ;;
   other)
     for d in mnist fashion_mnist; do
@@ -61,7 +61,8 @@ case "${1:-}" in
     for seed in 1 2; do
       for m in $SSVAE; do run "ssvae-short-$m-s$seed" ssvae short method=$m seed=$seed; done
     done
-    cvae_seeds 1 2
+    cvae_seeds paper 1 2 3 4 5 6 7 8 9
+    cvae_seeds reference 1 2
     ;;
   *) echo "usage: queue.sh cvae|other|short" >&2; exit 2 ;;
 esac

@@ -28,12 +28,10 @@ from simplexity.engine.schedules import parse_schedule
 from simplexity.engine.task import StepBatches, Task, TrainConfig
 from simplexity.experiments._data import eval_subset, load_split
 from simplexity.experiments.registry import Experiment, register
+from simplexity.experiments.vae import default_temperature
 from simplexity.models.sop import BINARY_RELAXATIONS, StructuredOutputPredictor
 
 __all__ = ["SOPConfig", "SOPTask", "main", "split_halves"]
-
-DEFAULT_TEMPERATURE = {"gumbel_softmax": 0.67}
-"""``temperature="auto"``: 0.67 for the Gumbel-softmax, 0.1 for IGR (as in the VAE)."""
 
 
 def split_halves(x: torch.Tensor, side: int = 28) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,7 +58,8 @@ class SOPConfig(TrainConfig):
         dataset: a data set of square binary images (``binarized_mnist``).
         relaxation: ``"gumbel_softmax"``, ``"igr_i"`` or ``"igr_planar"``.
         hidden: units of the stochastic layers.
-        temperature: τ schedule spec, or ``"auto"`` (see :data:`DEFAULT_TEMPERATURE`).
+        temperature: τ schedule spec, or ``"auto"`` (as in ``vae``: 0.67 for the Gumbel-softmax,
+            0.1 for IGR).
         delta: softmax++ offset of the IGR units.
         binarize: ``"auto"``, ``"none"`` or ``"dynamic"`` (as in ``vae``).
         eval_samples: S of the test NLL (validation too).
@@ -88,8 +87,7 @@ class SOPConfig(TrainConfig):
         if not self.hidden or min(self.hidden) < 1:
             raise ValueError(f"hidden must be positive sizes, got {self.hidden}")
         if self.temperature == "auto":
-            tau = DEFAULT_TEMPERATURE.get(self.relaxation, 0.1)
-            object.__setattr__(self, "temperature", repr(tau))
+            object.__setattr__(self, "temperature", default_temperature(self.relaxation))
         parse_schedule(self.temperature, name="temperature")
         if self.eval_samples < 1:
             raise ValueError(f"eval_samples must be >= 1, got {self.eval_samples}")

@@ -24,11 +24,21 @@ from simplexity.experiments._data import eval_subset, load_split
 from simplexity.experiments.registry import Experiment, register
 from simplexity.models.discrete_vae import DiscreteVAE
 
-__all__ = ["VAEConfig", "VAETask", "main"]
+__all__ = ["VAEConfig", "VAETask", "default_temperature", "main"]
 
 DEFAULT_TEMPERATURE = {"gumbel_softmax": 0.67, "gumbel_softmax_st": 0.67}
 """Temperature when ``temperature="auto"``: 0.67 for the Gumbel-softmax, 0.1 for the IGR family
 (the values the IGR paper's validation search typically picked)."""
+
+
+def default_temperature(relaxation: str) -> str:
+    """The schedule spec ``temperature="auto"`` stands for (see :data:`DEFAULT_TEMPERATURE`).
+
+    Example:
+        >>> default_temperature("gumbel_softmax"), default_temperature("igr_sb")
+        ('0.67', '0.1')
+    """
+    return repr(DEFAULT_TEMPERATURE.get(relaxation, 0.1))
 
 
 @dataclass(frozen=True)
@@ -78,9 +88,7 @@ class VAEConfig(TrainConfig):
                 f"{', '.join(relaxations.names())}"
             )
         if self.temperature == "auto":
-            object.__setattr__(
-                self, "temperature", repr(DEFAULT_TEMPERATURE.get(self.relaxation, 0.1))
-            )
+            object.__setattr__(self, "temperature", default_temperature(self.relaxation))
         parse_schedule(self.temperature, name="temperature")
         parse_schedule(self.beta, name="beta")
         if self.eval_samples < 1:
