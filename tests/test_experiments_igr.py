@@ -251,6 +251,24 @@ def test_binary_units_round_with_their_zero_temperature_probabilities(relaxation
     assert freq == pytest.approx(expected.reshape(-1).double(), abs=0.012)
 
 
+@pytest.mark.parametrize("relaxation", ["gumbel_softmax", "igr_i", "igr_planar"])
+def test_sop_samples_share_the_first_layer_without_changing_the_draws(relaxation):
+    # num_samples=S computes the first layer once per input; the draws are those of the
+    # expanded input with the same random state (rounded: identical; relaxed: to rounding error)
+    model = StructuredOutputPredictor(6, 4, hidden=(5, 3), relaxation=relaxation)
+    x = torch.rand(7, 6).round()
+    for discrete in (True, False):
+        torch.manual_seed(3)
+        expanded = model.units(x.expand(11, 7, 6), 0.4, discrete=discrete)
+        torch.manual_seed(3)
+        shared = model.units(x, 0.4, discrete=discrete, num_samples=11)
+        assert shared.shape == (11, 7, 3)
+        if discrete:
+            assert torch.equal(shared, expanded)
+        else:
+            torch.testing.assert_close(shared, expanded)
+
+
 @pytest.mark.parametrize("relaxation", ["gumbel_softmax", "igr_i"])
 def test_sop_likelihood_against_enumeration(relaxation):
     torch.manual_seed(0)

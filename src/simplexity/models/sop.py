@@ -97,11 +97,27 @@ class StructuredOutputPredictor(nn.Module):
         raw = raw.view(*raw.shape[:-1], self.hidden[layer], self.num_params)
         return self.relaxation(raw, _as_tensor(temperature, raw))
 
-    def units(self, x: Tensor, temperature: float | Tensor, discrete: bool = False) -> Tensor:
-        """Sample the last layer's units in [-1, 1] (``discrete``: rounded to {-1, 1})."""
+    def units(
+        self,
+        x: Tensor,
+        temperature: float | Tensor,
+        discrete: bool = False,
+        num_samples: int | None = None,
+    ) -> Tensor:
+        """Sample the last layer's units in [-1, 1] (``discrete``: rounded to {-1, 1}).
+
+        Args:
+            x: inputs ``(..., input_dim)``.
+            temperature: τ.
+            discrete: round the units (the zero-temperature limit).
+            num_samples: draw this many samples per input (a new leading dimension ``S``). The
+                first layer's distribution is computed once per input, not once per sample; the
+                draws are those of ``units(x.expand(S, ...))`` with the same random state.
+        """
         h = x
         for layer in range(len(self.layers)):
-            z = self.unit_distribution(layer, h, temperature).rsample()
+            dist = self.unit_distribution(layer, h, temperature)
+            z = dist.rsample((num_samples,) if layer == 0 and num_samples is not None else ())
             first = (z.argmax(-1) == 0).to(x.dtype) if discrete else z[..., 0]
             h = 2 * first - 1
         return h
@@ -121,8 +137,7 @@ class StructuredOutputPredictor(nn.Module):
         r""":math:`\log\frac1S\sum_s p(x_\downarrow \mid u_s)` per example, ``u_s`` sampled given ``x_up``."""
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
-        x = x_up.expand(num_samples, *x_up.shape)
-        units = self.units(x, temperature, discrete=discrete)
+        units = self.units(x_up, temperature, discrete=discrete, num_samples=num_samples)
         log_p = self.likelihood(units).log_prob(x_low)  # (S, B)
         return torch.logsumexp(log_p, 0) - math.log(num_samples)
 
