@@ -76,6 +76,10 @@ def igr_zero_temperature_probs(loc: Tensor, scale: Tensor, num_nodes: int = 256)
     return torch.cat((probs, last), dim=-1).to(dtype)
 
 
+_LIMIT_CHUNK = 128
+"""Samples of the Monte Carlo zero-temperature limit drawn at once."""
+
+
 def _argmax_limit(lam: Tensor) -> Tensor:
     """Category of the zero-temperature limit of softmax++ at ``lam`` of shape ``(..., K-1)``."""
     value, index = lam.max(dim=-1)
@@ -105,14 +109,20 @@ def zero_temperature_limit(dist: Distribution, num_samples: int = 10000) -> Cate
     if isinstance(dist, IGRBase):
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+        loc = dist.loc
+        counts = torch.zeros(
+            (*dist.batch_shape, dist.num_categories), dtype=loc.dtype, device=loc.device
+        )
         with torch.no_grad():
-            lam = dist.gaussian.sample((num_samples,))
-            for t in dist.maps:
-                lam = t(lam)
-            index = _argmax_limit(lam)
-            k = dist.num_categories
-            counts = torch.nn.functional.one_hot(index, k).to(dist.loc.dtype).mean(0)
-        return Categorical(probs=counts)
+            for start in range(0, num_samples, _LIMIT_CHUNK):  # bounded memory, no one-hot
+                lam = dist.gaussian.sample((min(_LIMIT_CHUNK, num_samples - start),))
+                for t in dist.maps:
+                    lam = t(lam)
+                index = _argmax_limit(lam).movedim(0, -1)  # (..., s)
+                counts.scatter_add_(
+                    -1, index, torch.ones(index.shape, dtype=loc.dtype, device=loc.device)
+                )
+        return Categorical(probs=counts / num_samples)
     raise TypeError(
         "zero_temperature_limit needs a GumbelSoftmax, ExpGumbelSoftmax or IGR-family "
         f"distribution, got {type(dist).__name__}"
