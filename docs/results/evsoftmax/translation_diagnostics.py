@@ -1,0 +1,110 @@
+"""Diagnostics of the finished translation runs: what the output layer does, beyond BLEU.
+
+    SIMPLEXITY_DATA_DIR=../shared/data .venv/bin/python docs/results/evsoftmax/translation_diagnostics.py [RUNS_DIR]
+
+For every finished run ``RUNS_DIR/translation-*`` (default ``runs/evsoftmax``) this loads the final
+weights (``checkpoints/last.ckpt``, the weights ``metrics.json`` was computed with), recomputes the test
+BLEU by greedy decoding and checks it against ``metrics.json`` (so the numbers below are of the same
+model), and measures on the whole ``test_2016_flickr`` split:
+
+- ``tf_accuracy``: teacher-forced token accuracy (argmax of the output distribution = reference token);
+- ``p_reference``: mean probability of the reference token under teacher forcing;
+- ``output_support``: mean number of nonzero output probabilities per position (of the vocabulary);
+- ``repeats``: % of greedy hypotheses that contain some word trigram twice (degenerate loops).
+
+Writes ``translation_diagnostics.md`` next to this script and the table between the markers
+``translation-diagnostics`` of docs/results/evsoftmax.md; one JSON per run in ``runs/NAME/``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from simplexity import experiments
+from simplexity.engine.lightning import load_checkpoint
+from simplexity.engine.runs import write_json_atomic
+from simplexity.engine.table import embed_table
+from simplexity.experiments.translation import _encode, _trim
+from simplexity.models.transformer import BOS, PAD
+
+HERE = Path(__file__).parent
+PAGE = HERE.parent / "evsoftmax.md"
+COLUMNS = ("test/bleu", "tf_accuracy", "p_reference", "output_support", "repeats")
+
+
+def _repeats(text: str) -> bool:
+    words = text.split()
+    trigrams = list(zip(words, words[1:], words[2:], strict=False))
+    return len(set(trigrams)) < len(trigrams)
+
+
+@torch.no_grad()
+def diagnose(run: Path) -> dict[str, float]:
+    import sacrebleu
+
+    record = json.loads((run / "metrics.json").read_text())
+    exp = experiments.get("translation")
+    task = exp.build(exp.make_config("paper", record["config"]))
+    state = load_checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"]
+    task.load_state_dict({k.removeprefix("task."): v for k, v in state.items()})
+    task.model.eval()
+    src, ref = task.eval_text["test"]
+    hyps, _ = task.translate(src)
+    bleu = float(sacrebleu.corpus_bleu(hyps, [ref]).score)
+    if abs(bleu - record["metrics"]["test/bleu"]) > 1e-6:
+        raise RuntimeError(
+            f"{run}: BLEU {bleu} from last.ckpt differs from metrics.json "
+            f"({record['metrics']['test/bleu']}): not the same model"
+        )
+    max_len = task.config.max_len
+    correct = total = 0
+    p_ref = support = 0.0
+    for start in range(0, len(src), 200):
+        s = _trim(_encode(task.tokenizer, src[start : start + 200], max_len))
+        t = _trim(_encode(task.tokenizer, ref[start : start + 200], max_len))
+        memory, memory_valid = task.model.encode(s)
+        tgt_in = torch.cat([torch.full_like(t[:, :1], BOS), t[:, :-1]], 1)
+        probs = task.model.output.probs(task.model.decode(tgt_in, memory, memory_valid))
+        keep = t != PAD
+        correct += int((probs.argmax(-1) == t)[keep].sum())
+        total += int(keep.sum())
+        p_ref += float(probs.gather(-1, t.unsqueeze(-1)).squeeze(-1)[keep].sum())
+        support += float((probs > 0).sum(-1)[keep].float().sum())
+    return {
+        "test/bleu": bleu,
+        "tf_accuracy": correct / total,
+        "p_reference": p_ref / total,
+        "output_support": support / total,
+        "repeats": 100 * sum(map(_repeats, hyps)) / len(hyps),
+        "vocabulary": task.tokenizer.get_piece_size(),
+    }
+
+
+def main(runs: Path) -> None:
+    rows = []
+    for run in sorted(runs.glob("translation-*")):
+        if not (run / "metrics.json").exists() or not (run / "checkpoints" / "last.ckpt").exists():
+            continue
+        print(f"{run.name} ...", flush=True)
+        result = diagnose(run)
+        kept = HERE / "runs" / run.name
+        kept.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(kept / "translation_diagnostics.json", result)
+        rows.append((run.name, result))
+    header = "| run | " + " | ".join(COLUMNS) + " |\n|---|" + "---|" * len(COLUMNS) + "\n"
+    body = "".join(
+        f"| {name} | " + " | ".join(f"{r[c]:.4g}" for c in COLUMNS) + " |\n" for name, r in rows
+    )
+    table = header + body
+    (HERE / "translation_diagnostics.md").write_text(table)
+    embed_table(PAGE, "translation-diagnostics", table)
+    print(table, end="")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)  # as the runs (--threads 1): the same greedy decoding
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("runs/evsoftmax"))
