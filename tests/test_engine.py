@@ -151,6 +151,34 @@ def test_dynamic_binarization_depends_only_on_seed_and_step():
     assert set(a.unique().tolist()) <= {0.0, 1.0}
 
 
+def test_a_config_saved_before_a_key_existed_resumes_and_tabulates_with_its_default(tmp_path):
+    from simplexity.engine.config import config_defaults
+    from simplexity.engine.table import collect
+
+    assert config_defaults(Cfg) == {"n": 1, "lr": 1e-3, "flag": False, "name": "a", "kind": "x",
+                                    "size": None, "hidden": [4]}  # fmt: skip
+    run = RunDir(tmp_path / "r")
+    run.prepare({"n": 2}, resume=False)  # written by a version without "size"
+    defaults = config_defaults(Cfg)
+    assert run.prepare({"n": 2, "size": None}, resume=True, defaults=defaults) is False
+    assert json.loads(run.config.read_text()) == {"n": 2, "size": None}
+    run.config.write_text(json.dumps({"n": 2}))
+    with pytest.raises(ValueError, match="differs in size"):  # a non-default value is a change
+        run.prepare({"n": 2, "size": 3}, resume=True, defaults=defaults)
+    with pytest.raises(ValueError, match="differs in size"):  # no defaults given: strict
+        run.prepare({"n": 2, "size": None}, resume=True)
+    # tables: an old record without a newer key (translation's output_normalizer) groups with new ones
+    old = {"experiment": "translation", "config": {"seed": 0, "normalizer": "softmax"},
+           "metrics": {"test/bleu": 1.0}}  # fmt: skip
+    new = {"experiment": "translation", "metrics": {"test/bleu": 3.0},
+           "config": {"seed": 1, "normalizer": "softmax", "output_normalizer": None}}  # fmt: skip
+    for i, record in enumerate((old, new)):
+        write_json_atomic(tmp_path / "t" / str(i) / "metrics.json", record)
+    records = collect([tmp_path / "t"])
+    assert records[0]["config"]["output_normalizer"] is None
+    assert "| translation | 2 | 2 ± 1 |" in markdown_table(records, ["test/bleu"])
+
+
 def test_markdown_table_mean_and_standard_error():
     def record(seed, relax, value):
         return {"experiment": "vae", "config": {"seed": seed, "relaxation": relax, "steps": 5},

@@ -183,6 +183,23 @@ def test_greedy_decoding_with_caches_equals_the_full_causal_pass(normalizer):
         assert 1 <= float(attended) < dense
 
 
+def test_translation_output_normalizer_separates_the_output_layer_from_attention():
+    from simplexity.attention import MultiheadAttention
+    from simplexity.models.transformer import Seq2SeqTransformer
+
+    model = Seq2SeqTransformer(30, normalizer="sparsemax", output_normalizer="softmax",
+                               d_model=8, heads=2, layers=1, ff=16)  # fmt: skip
+    assert model.output.normalizer.name == "softmax"
+    attention = [m for m in model.modules() if isinstance(m, MultiheadAttention)]
+    assert attention and all(m.normalizer.name == "sparsemax" for m in attention)
+    assert Seq2SeqTransformer(30, normalizer="entmax15", d_model=8, heads=2, layers=1,
+                              ff=16).output.normalizer.name == "entmax15"  # fmt: skip
+    with pytest.raises(ValueError, match="unknown output_normalizer 'nope'"):
+        Seq2SeqTransformer(30, normalizer="softmax", output_normalizer="nope")
+    with pytest.raises(ValueError, match="unknown output_normalizer"):
+        experiments.get("translation").make_config("smoke", ["output_normalizer=nope"])
+
+
 def test_translation_smoke_budget_runs(tmp_path):
     pytest.importorskip("sentencepiece")
     pytest.importorskip("sacrebleu")

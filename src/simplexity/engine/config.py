@@ -28,6 +28,7 @@ from typing import Any, Literal, TypeVar, Union
 __all__ = [
     "ConfigError",
     "build_config",
+    "config_defaults",
     "config_fields",
     "config_to_dict",
     "load_config_file",
@@ -51,6 +52,34 @@ def config_fields(cls: type) -> dict[str, Any]:
         raise TypeError(f"cls must be a dataclass type, got {cls!r}")
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
+
+
+def config_defaults(cls: type) -> dict[str, Any]:
+    """The declared default of every field of a config dataclass that has one, JSON-ready.
+
+    Used to read a config saved before a field was added as if it had that field's default
+    (resuming such a run, tabulating it with newer runs).
+
+    Example:
+        >>> @dataclasses.dataclass
+        ... class C:
+        ...     a: int = 1
+        ...     b: tuple = (2, 3)
+        >>> config_defaults(C)
+        {'a': 1, 'b': [2, 3]}
+    """
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise TypeError(f"cls must be a dataclass type, got {cls!r}")
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        else:
+            continue
+        out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, str]:

@@ -18,7 +18,12 @@ from typing import Any
 
 import torch
 
-from simplexity.engine.config import config_to_dict, load_config_file, parse_overrides
+from simplexity.engine.config import (
+    config_defaults,
+    config_to_dict,
+    load_config_file,
+    parse_overrides,
+)
 from simplexity.engine.loop import evaluate_seeded
 from simplexity.engine.runs import RunDir, write_json_atomic
 
@@ -149,7 +154,8 @@ def run_config(
     if child:
         resuming = resume and run_dir.last_checkpoint.exists()
     else:
-        resuming = run_dir.prepare(config_dict, resume=resume, overwrite=overwrite)
+        resuming = run_dir.prepare(config_dict, resume=resume, overwrite=overwrite,
+                                   defaults=config_defaults(exp.config_class))  # fmt: skip
         if resuming:
             run_dir.truncate_history(checkpoint_step(run_dir.last_checkpoint))
         elif run_dir.history.exists():

@@ -89,8 +89,18 @@ class RunDir:
         """Whether a run was started here (a config or a checkpoint exists)."""
         return self.config.exists() or self.last_checkpoint.exists() or self.metrics.exists()
 
-    def prepare(self, config: dict[str, Any], *, resume: bool, overwrite: bool = False) -> bool:
+    def prepare(
+        self,
+        config: dict[str, Any],
+        *,
+        resume: bool,
+        overwrite: bool = False,
+        defaults: dict[str, Any] | None = None,
+    ) -> bool:
         """Create the directory and write the config; returns whether to resume from a checkpoint.
+
+        ``defaults`` (field defaults of the config class) stand in for keys that a config saved by
+        an earlier version lacks: such a run resumes if the new key has its default value.
 
         Raises:
             RunExistsError: the directory holds a run and neither ``resume`` nor ``overwrite``.
@@ -105,8 +115,16 @@ class RunDir:
             self.clear()
         if resume and self.config.exists():
             saved = read_json(self.config)
-            if saved != json.loads(json.dumps(config, default=_json_default)):
-                diff = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
+            added = {k: v for k, v in (defaults or {}).items() if k in config and k not in saved}
+            saved = {**added, **saved}
+            saved = json.loads(json.dumps(saved, default=_json_default))
+            current = json.loads(json.dumps(config, default=_json_default))
+            if saved != current:
+                diff = sorted(
+                    k
+                    for k in set(saved) | set(current)
+                    if k not in saved or k not in current or saved[k] != current[k]
+                )
                 raise ValueError(
                     f"cannot resume {self.root}: its config differs in {', '.join(diff)} "
                     "(use the same --set values, or another --name)"

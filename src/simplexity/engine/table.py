@@ -35,10 +35,24 @@ def collect(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
             if not isinstance(record, dict) or "metrics" not in record:
                 raise ValueError(f"{f} is not a simplexity metrics.json")
             record["_path"] = str(f.parent)
+            _fill_defaults(record)
             records.append(record)
     if not records:
         raise FileNotFoundError(f"no metrics.json under {', '.join(map(str, paths))}")
     return records
+
+
+def _fill_defaults(record: dict[str, Any]) -> None:
+    """Give a record written before a config key existed that key's default (registered
+    experiments only), so that it groups with newer runs of the same config."""
+    from simplexity import experiments
+    from simplexity.engine.config import config_defaults
+
+    if record.get("experiment") not in experiments.names() or "config" not in record:
+        return
+    defaults = config_defaults(experiments.get(record["experiment"]).config_class)
+    record["config"] = {**{k: v for k, v in defaults.items() if k not in record["config"]},
+                        **record["config"]}  # fmt: skip
 
 
 def format_mean_se(values: Sequence[float]) -> str:

@@ -48,6 +48,8 @@ class TranslationConfig(TrainConfig):
 
     Attributes:
         normalizer: a name in :func:`simplexity.output.output_names`.
+        output_normalizer: the output layer's, if not ``normalizer`` (``None``: the same); for
+            ablations that separate the attention from the output layer.
         source, target: languages (``de``, ``en``).
         vocab_size: joint sentencepiece vocabulary size.
         train_size: use only the first this many training pairs (``None``: all 29,000).
@@ -65,6 +67,7 @@ class TranslationConfig(TrainConfig):
     checkpoint_every: int = 250
     eval_size: int | None = 300
     normalizer: str = "ev_softmax"
+    output_normalizer: str | None = None
     source: str = "de"
     target: str = "en"
     vocab_size: int = 4000
@@ -80,10 +83,12 @@ class TranslationConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.normalizer not in output_names():
-            raise ValueError(
-                f"unknown normalizer {self.normalizer!r}; expected one of {', '.join(output_names())}"
-            )
+        for name in ("normalizer", "output_normalizer"):
+            value = getattr(self, name)
+            if value is not None and value not in output_names():
+                raise ValueError(
+                    f"unknown {name} {value!r}; expected one of {', '.join(output_names())}"
+                )
         for name in ("vocab_size", "d_model", "heads", "layers", "ff", "max_len", "decode_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -162,6 +167,7 @@ class TranslationTask(Task):
         self.model = Seq2SeqTransformer(
             self.tokenizer.get_piece_size(),
             normalizer=config.normalizer,
+            output_normalizer=config.output_normalizer,
             d_model=config.d_model,
             heads=config.heads,
             layers=config.layers,

@@ -88,6 +88,8 @@ class Seq2SeqTransformer(nn.Module):
     Args:
         vocab_size: joint source/target vocabulary (ids ``PAD, BOS, EOS`` = 0, 1, 2 reserved).
         normalizer: a name in :func:`simplexity.output.output_names` (``"posthoc_evidential"`` too).
+        output_normalizer: the output layer's normalizer, if not ``normalizer`` (for ablations:
+            e.g. sparse attention with a softmax output).
         d_model, heads, layers, ff: sizes (``layers`` encoder and ``layers`` decoder blocks).
         dropout: dropout of the residual branches and the attention weights.
         max_len: longest sequence the position table covers.
@@ -98,6 +100,7 @@ class Seq2SeqTransformer(nn.Module):
         vocab_size: int,
         *,
         normalizer: str = "ev_softmax",
+        output_normalizer: str | None = None,
         d_model: int = 256,
         heads: int = 4,
         layers: int = 3,
@@ -106,10 +109,12 @@ class Seq2SeqTransformer(nn.Module):
         max_len: int = 256,
     ) -> None:
         super().__init__()
-        if normalizer not in output_names():
-            raise ValueError(
-                f"unknown normalizer {normalizer!r}; expected one of {', '.join(output_names())}"
-            )
+        output_normalizer = normalizer if output_normalizer is None else output_normalizer
+        for name, value in (("normalizer", normalizer), ("output_normalizer", output_normalizer)):
+            if value not in output_names():
+                raise ValueError(
+                    f"unknown {name} {value!r}; expected one of {', '.join(output_names())}"
+                )
         if vocab_size < 4:
             raise ValueError(f"vocab_size must be >= 4, got {vocab_size}")
         self.normalizer_name = normalizer
@@ -125,7 +130,7 @@ class Seq2SeqTransformer(nn.Module):
         )
         self.enc_norm, self.dec_norm = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.drop = nn.Dropout(dropout)
-        self.output = output_layer(normalizer, d_model, vocab_size)
+        self.output = output_layer(output_normalizer, d_model, vocab_size)
 
     def _embed(self, tokens: Tensor, offset: int = 0) -> Tensor:
         if offset + tokens.shape[1] > self.pos.shape[0]:
