@@ -10,7 +10,8 @@
 #         short (one queue for one CPU core, every method alike at the short budgets: CVAE seed 0,
 #                SSVAE seed 0, VQ-VAE on MNIST (3,000 prior steps), translation (3 epochs), VQ-VAE on
 #                Fashion-MNIST, SSVAE seeds 1-2, CVAE seeds 1-9 at the paper budget, then the
-#                reference-code beta for seeds 1-2).
+#                reference-code beta for seeds 1-2),
+#         ablation (translation: sparsemax attention + softmax output, and the reverse).
 set -u
 cd "$(dirname "$0")/../../.."
 export SIMPLEXITY_DATA_DIR="${SIMPLEXITY_DATA_DIR:-/work/shared/data}"
@@ -64,6 +65,11 @@ case "${1:-}" in
     cvae_seeds paper 1 2 3 4 5 6 7 8 9
     cvae_seeds reference 1 2
     ;;
-  *) echo "usage: queue.sh cvae|other|short" >&2; exit 2 ;;
+  ablation)
+    # translation: sparse attention with a softmax output layer, and the reverse (short budget)
+    run translation-short-sparsemax-out_softmax-s0 translation short normalizer=sparsemax output_normalizer=softmax seed=0
+    run translation-short-softmax-out_sparsemax-s0 translation short normalizer=softmax output_normalizer=sparsemax seed=0
+    ;;
+  *) echo "usage: queue.sh cvae|other|short|ablation" >&2; exit 2 ;;
 esac
 echo "$(date -u +%FT%TZ) queue $1 finished"
