@@ -1,8 +1,8 @@
 """Diagnostics of the finished translation runs: what the output layer does, beyond BLEU.
 
-    SIMPLEXITY_DATA_DIR=../shared/data .venv/bin/python docs/results/evsoftmax/translation_diagnostics.py [RUNS_DIR]
+    SIMPLEXITY_DATA_DIR=../shared/data .venv/bin/python docs/results/evsoftmax/translation_diagnostics.py [RUNS_DIR [PATTERN]]
 
-For every finished run ``RUNS_DIR/translation-*`` (default ``runs/evsoftmax``) this loads the final
+For every finished run ``RUNS_DIR/PATTERN`` (default ``runs/evsoftmax``, ``translation-*``) this loads the final
 weights (``checkpoints/last.ckpt``, the weights ``metrics.json`` was computed with), recomputes the test
 BLEU by greedy decoding and checks it against ``metrics.json`` (so the numbers below are of the same
 model), and measures on the whole ``test_2016_flickr`` split:
@@ -13,7 +13,9 @@ model), and measures on the whole ``test_2016_flickr`` split:
 - ``repeats``: % of greedy hypotheses that contain some word trigram twice (degenerate loops).
 
 Writes ``translation_diagnostics.md`` next to this script and the table between the markers
-``translation-diagnostics`` of docs/results/evsoftmax.md; one JSON per run in ``runs/NAME/``.
+``translation-diagnostics`` of docs/results/evsoftmax.md; one JSON per run in ``runs/NAME/`` (a run
+whose JSON is already there for the same ``metrics.json`` is not measured again; the table has
+every run with a JSON).
 """
 
 from __future__ import annotations
@@ -81,20 +83,26 @@ def diagnose(run: Path) -> dict[str, float]:
         "output_support": support / total,
         "repeats": 100 * sum(map(_repeats, hyps)) / len(hyps),
         "vocabulary": task.tokenizer.get_piece_size(),
+        "finished_at": record.get("finished_at"),
     }
 
 
-def main(runs: Path) -> None:
-    rows = []
-    for run in sorted(runs.glob("translation-*")):
+def main(runs: Path, pattern: str = "translation-*") -> None:
+    for run in sorted(runs.glob(pattern)):
         if not (run / "metrics.json").exists() or not (run / "checkpoints" / "last.ckpt").exists():
+            continue
+        kept = HERE / "runs" / run.name / "translation_diagnostics.json"
+        finished = json.loads((run / "metrics.json").read_text()).get("finished_at")
+        if kept.exists() and json.loads(kept.read_text()).get("finished_at") == finished:
             continue
         print(f"{run.name} ...", flush=True)
         result = diagnose(run)
-        kept = HERE / "runs" / run.name
-        kept.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(kept / "translation_diagnostics.json", result)
-        rows.append((run.name, result))
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(kept, result)
+    rows = [
+        (f.parent.name, json.loads(f.read_text()))
+        for f in sorted((HERE / "runs").glob("translation-*/translation_diagnostics.json"))
+    ]
     header = "| run | " + " | ".join(COLUMNS) + " |\n|---|" + "---|" * len(COLUMNS) + "\n"
     body = "".join(
         f"| {name} | " + " | ".join(f"{r[c]:.4g}" for c in COLUMNS) + " |\n" for name, r in rows
@@ -107,4 +115,4 @@ def main(runs: Path) -> None:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)  # as the runs (--threads 1): the same greedy decoding
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("runs/evsoftmax"))
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("runs/evsoftmax"), *sys.argv[2:3])
