@@ -13,7 +13,8 @@ model), and measures on the whole ``test_2016_flickr`` split:
 - ``repeats``: % of greedy hypotheses that contain some word trigram twice (degenerate loops).
 
 Writes ``translation_diagnostics.md`` next to this script and the table between the markers
-``translation-diagnostics`` of docs/results/evsoftmax.md; one JSON per run in ``runs/NAME/`` (a run
+``translation-diagnostics`` of docs/results/evsoftmax.md (one row per run, labelled by its config as in
+``simplexity table``; run ``make_plots.py`` first, which keeps the runs' ``metrics.json``); one JSON per run in ``runs/NAME/`` (a run
 whose JSON is already there for the same ``metrics.json`` is not measured again; the table has
 every run with a JSON).
 """
@@ -29,9 +30,9 @@ import torch
 from simplexity import experiments
 from simplexity.engine.lightning import load_checkpoint
 from simplexity.engine.runs import write_json_atomic
-from simplexity.engine.table import embed_table
+from simplexity.engine.table import collect, embed_table, markdown_table
 from simplexity.experiments.translation import _encode, _trim
-from simplexity.models.transformer import BOS, PAD
+from simplexity.models.transformer import PAD
 
 HERE = Path(__file__).parent
 PAGE = HERE.parent / "evsoftmax.md"
@@ -68,9 +69,7 @@ def diagnose(run: Path) -> dict[str, float]:
     for start in range(0, len(src), 200):
         s = _trim(_encode(task.tokenizer, src[start : start + 200], max_len))
         t = _trim(_encode(task.tokenizer, ref[start : start + 200], max_len))
-        memory, memory_valid = task.model.encode(s)
-        tgt_in = torch.cat([torch.full_like(t[:, :1], BOS), t[:, :-1]], 1)
-        probs = task.model.output.probs(task.model.decode(tgt_in, memory, memory_valid))
+        probs = task.model.output.probs(task.model.teacher_forced(s, t))
         keep = t != PAD
         correct += int((probs.argmax(-1) == t)[keep].sum())
         total += int(keep.sum())
@@ -99,15 +98,12 @@ def main(runs: Path, pattern: str = "translation-*") -> None:
         result = diagnose(run)
         kept.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(kept, result)
-    rows = [
-        (f.parent.name, json.loads(f.read_text()))
-        for f in sorted((HERE / "runs").glob("translation-*/translation_diagnostics.json"))
-    ]
-    header = "| run | " + " | ".join(COLUMNS) + " |\n|---|" + "---|" * len(COLUMNS) + "\n"
-    body = "".join(
-        f"| {name} | " + " | ".join(f"{r[c]:.4g}" for c in COLUMNS) + " |\n" for name, r in rows
-    )
-    table = header + body
+    # the kept runs' records (make_plots.py keeps them) with these metrics, as `simplexity table`
+    kept = sorted((HERE / "runs").glob("translation-*/translation_diagnostics.json"))
+    records = collect([f.parent for f in kept])
+    for record, f in zip(records, kept, strict=True):
+        record["metrics"] = json.loads(f.read_text())
+    table = markdown_table(records, COLUMNS)
     (HERE / "translation_diagnostics.md").write_text(table)
     embed_table(PAGE, "translation-diagnostics", table)
     print(table, end="")

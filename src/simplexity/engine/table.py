@@ -20,6 +20,7 @@ def collect(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     """The records of ``metrics.json`` files: each path is a run directory, a file, or a parent
     searched recursively."""
     records = []
+    defaults: dict[str, dict[str, Any] | None] = {}
     for path in paths:
         path = Path(path)
         if path.is_file():
@@ -35,22 +36,27 @@ def collect(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
             if not isinstance(record, dict) or "metrics" not in record:
                 raise ValueError(f"{f} is not a simplexity metrics.json")
             record["_path"] = str(f.parent)
-            _fill_defaults(record)
+            _fill_defaults(record, defaults)
             records.append(record)
     if not records:
         raise FileNotFoundError(f"no metrics.json under {', '.join(map(str, paths))}")
     return records
 
 
-def _fill_defaults(record: dict[str, Any]) -> None:
+def _fill_defaults(record: dict[str, Any], cache: dict[str, dict[str, Any] | None]) -> None:
     """Give a record written before a config key existed that key's default (registered
-    experiments only), so that it groups with newer runs of the same config."""
+    experiments only), so that it groups with newer runs of the same config. ``cache`` holds the
+    defaults per experiment name (``None``: not registered)."""
     from simplexity import experiments
     from simplexity.engine.config import config_defaults
 
-    if record.get("experiment") not in experiments.names() or "config" not in record:
+    name = record.get("experiment")
+    if name not in cache:
+        known = name in experiments.names()
+        cache[name] = config_defaults(experiments.get(name).config_class) if known else None
+    defaults = cache[name]
+    if defaults is None or "config" not in record:
         return
-    defaults = config_defaults(experiments.get(record["experiment"]).config_class)
     record["config"] = {**{k: v for k, v in defaults.items() if k not in record["config"]},
                         **record["config"]}  # fmt: skip
 

@@ -153,12 +153,17 @@ class Seq2SeqTransformer(nn.Module):
             x, _ = block(x, valid, causal=True, memory=memory, memory_valid=memory_valid)
         return self.dec_norm(x)
 
-    def loss(self, src: Tensor, tgt: Tensor, label_smoothing: float = 0.0) -> Tensor:
-        """Mean per-token training loss of the output normalizer; ``tgt`` ends with EOS, no BOS."""
+    def teacher_forced(self, src: Tensor, tgt: Tensor) -> Tensor:
+        """Decoder features ``(B, Lt, d)`` predicting each token of ``tgt`` (ends with EOS, no BOS)
+        from the source and the reference prefix (the decoder input is ``tgt`` shifted right
+        behind BOS)."""
         memory, memory_valid = self.encode(src)
         tgt_in = torch.cat([torch.full_like(tgt[:, :1], BOS), tgt[:, :-1]], 1)
-        tgt_in = tgt_in.masked_fill(tgt_in == PAD, PAD)
-        h = self.decode(tgt_in, memory, memory_valid)
+        return self.decode(tgt_in, memory, memory_valid)
+
+    def loss(self, src: Tensor, tgt: Tensor, label_smoothing: float = 0.0) -> Tensor:
+        """Mean per-token training loss of the output normalizer; ``tgt`` ends with EOS, no BOS."""
+        h = self.teacher_forced(src, tgt)
         return self.output.loss(h, tgt, ignore_index=PAD, label_smoothing=label_smoothing)
 
     @torch.no_grad()
