@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["curves", "densities", "image_rows", "prior_bars"]
+__all__ = ["curve_panels", "curves", "densities", "image_rows", "prior_bars", "seed_mean"]
 
 
 def _pyplot() -> Any:
@@ -113,31 +113,91 @@ def prior_bars(
     return fig
 
 
+def seed_mean(
+    runs: Sequence[Mapping[Any, float]],
+) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    """Mean and standard error over runs of a curve given as ``{step: value}`` per run.
+
+    Only the steps every run has are kept. The standard error is the sample standard deviation
+    over ``sqrt(n)`` (zero for a single run).
+
+    Example:
+        >>> steps, mean, se = seed_mean([{0: 1.0, 1: 2.0}, {0: 3.0, 1: 2.0, 2: 5.0}])
+        >>> steps, mean.tolist(), se.tolist()
+        ([0, 1], [2.0, 2.0], [1.0, 0.0])
+    """
+    if not runs:
+        raise ValueError("seed_mean needs at least one run (a {step: value} mapping), got none")
+    steps = sorted(set.intersection(*(set(r) for r in runs)))
+    values = np.array([[r[s] for s in steps] for r in runs], dtype=float).reshape(len(runs), -1)
+    mean = values.mean(0)
+    se = values.std(0, ddof=1) / np.sqrt(len(runs)) if len(runs) > 1 else np.zeros_like(mean)
+    return steps, mean, se
+
+
+Series = Mapping[str, Sequence[Any]]  # {label: (x, y)} or {label: (x, y, standard error)}
+
+
+def _draw_series(ax: Any, series: Series) -> None:
+    for label, curve in series.items():
+        if len(curve) not in (2, 3):
+            raise ValueError(
+                f"series[{label!r}] must be (x, y) or (x, y, standard error), "
+                f"got a tuple of {len(curve)}"
+            )
+        x, y = _numpy(curve[0]), _numpy(curve[1])
+        (line,) = ax.plot(x, y, marker="o", markersize=3, label=label)
+        if len(curve) == 3:
+            se = _numpy(curve[2])
+            ax.fill_between(x, y - se, y + se, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+
+
 def curves(
-    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    series: Series,
     *,
     xlabel: str = "step",
     ylabel: str = "",
     title: str | None = None,
 ) -> Any:
-    """Line plot of ``{label: (x, y)}``.
+    """Line plot of ``{label: (x, y)}``; a third entry ``(x, y, se)`` shades ``y ± se``.
 
     Example:
-        >>> fig = curves({"a": ([0, 1], [1.0, 0.5])}, ylabel="loss")
-        >>> fig.axes[0].get_ylabel()
-        'loss'
+        >>> fig = curves({"a": ([0, 1], [1.0, 0.5]), "b": ([0, 1], [2.0, 1.0], [0.1, 0.2])},
+        ...              ylabel="loss")
+        >>> fig.axes[0].get_ylabel(), len(fig.axes[0].collections)
+        ('loss', 1)
     """
+    return curve_panels({title or "": series}, xlabel=xlabel, ylabel=ylabel, figsize=(5, 3.2))
+
+
+def curve_panels(
+    panels: Mapping[str, Series],
+    *,
+    xlabel: str = "step",
+    ylabel: str = "",
+    figsize: tuple[float, float] | None = None,
+) -> Any:
+    """Line plots side by side: ``{panel title: series}``, each series as in :func:`curves`.
+
+    Example:
+        >>> fig = curve_panels({"mnist": {"a": ([0, 1], [1.0, 0.5])}, "omniglot": {}})
+        >>> [ax.get_title() for ax in fig.axes]
+        ['mnist', 'omniglot']
+    """
+    if not panels:
+        raise ValueError("curve_panels needs at least one panel, got none")
     Figure = _pyplot()
-    fig = Figure(figsize=(5, 3.2))
-    ax = fig.subplots()
-    for label, (x, y) in series.items():
-        ax.plot(_numpy(x), _numpy(y), marker="o", markersize=3, label=label)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    fig = Figure(figsize=figsize or (4.2 * len(panels), 3.2))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (name, series) in zip(axes, panels.items()):
+        if series:
+            _draw_series(ax, series)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if name:
+            ax.set_title(name, fontsize=9)
     fig.tight_layout()
     return fig
 

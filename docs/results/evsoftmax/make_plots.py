@@ -2,8 +2,8 @@
 
     .venv/bin/python docs/results/evsoftmax/make_plots.py [RUNS_DIR]
 
-Writes cvae_{paper,reference}_{tv,paper_w1}.png (mean over seeds of the validation metrics over
-iterations, one curve per normalizer) and copies the seed-0 plots of each run family (CVAE priors,
+Writes cvae_{paper,reference}_{tv,paper_w1}.png (mean ± s.e. over seeds of the validation metrics
+over iterations, one curve per normalizer) and copies the seed-0 plots of each run family (CVAE priors,
 VQ-VAE samples, translation cross-attention) when they are under 300 KB. Keeps the results of every
 finished run (metrics.json, config.json, run.json, history.jsonl; no checkpoints) under runs/ next to
 this script, and writes the tables cvae-paper.md, cvae-reference.md, ssvae.md, vqvae.md,
@@ -18,8 +18,6 @@ import shutil
 import sys
 from collections import defaultdict
 from pathlib import Path
-
-import numpy as np
 
 from simplexity import plots
 from simplexity.engine.table import collect, embed_table, markdown_table
@@ -46,9 +44,8 @@ def cvae_curves(runs: Path) -> None:
                              if (r / "history.jsonl").exists()]  # fmt: skip
                 if not histories:
                     continue
-                steps = sorted(set.intersection(*(set(h) for h in histories)))
-                values = [float(np.mean([h[s][f"valid/{key}"] for h in histories])) for s in steps]
-                series[f"{norm} ({len(histories)} seeds)"] = (steps, values)
+                curves = [{s: m[f"valid/{key}"] for s, m in h.items()} for h in histories]
+                series[f"{norm} ({len(histories)} seeds)"] = plots.seed_mean(curves)
             if series:
                 fig = plots.curves(series, ylabel=label, title=f"CVAE, {budget} budget")
                 fig.savefig(HERE / f"cvae_{budget}_{key}.png", dpi=90)

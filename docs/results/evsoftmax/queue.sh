@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The ev-softmax reproduction runs of one group, one after another on one thread.
 # Launch each group at the lowest priority; safe to re-launch: finished runs (metrics.json present)
-# are skipped, unfinished ones continue from their last checkpoint (--resume).
+# are skipped, unfinished ones continue from their last checkpoint (--resume). Two workers of the
+# same group share its runs (one core each): a run one worker holds is skipped by the other.
 #   mkdir -p runs/evsoftmax
 #   nice -n 19 bash docs/results/evsoftmax/queue.sh cvae  > runs/evsoftmax/queue-cvae.log 2>&1 &
 #   nice -n 19 bash docs/results/evsoftmax/queue.sh other > runs/evsoftmax/queue-other.log 2>&1 &
@@ -21,10 +22,14 @@ run() {  # run NAME EXPERIMENT BUDGET KEY=VALUE...
   local name=$1 exp=$2 budget=$3; shift 3
   if [ -f "$OUT/$name/metrics.json" ]; then echo "skip $name"; return; fi
   local sets=(); for kv in "$@"; do sets+=(--set "$kv"); done
+  # a run another worker holds is left to it (flock: the lock goes when its holder dies)
+  exec 9> "$OUT/logs/$name.lock"
+  if ! flock -n 9; then echo "busy $name (another worker)"; exec 9>&-; return; fi
   echo "$(date -u +%FT%TZ) start $name"
   .venv/bin/simplexity run "$exp" --budget "$budget" "${sets[@]}" --out "$OUT" --name "$name" \
     --resume --threads 1 --no-progress > "$OUT/logs/$name.log" 2>&1
   echo "$(date -u +%FT%TZ) done $name rc=$?"
+  exec 9>&-
 }
 NORMS="softmax sparsemax entmax15 ev_softmax"
 SSVAE="softmax sparsemax entmax15 ev_softmax gumbel st_gumbel"

@@ -9,6 +9,7 @@
 #        SOP_BUDGET: short = 10 epochs, or paper = 100).
 # vae:   temperature selection on MNIST, then igr-vae (VAE_BUDGET: short = 6 epochs, reduced = 20,
 #        or paper = 100).
+# Two workers of the same queue share its runs (one core each): a run one holds, the other skips.
 # session: everything in one queue for one core, the cheapest results first: timing, discrete-approx,
 #        sop for the first seed, the VAEs, then sop for the other seeds:
 #        nohup nice -n 19 bash docs/results/igr/run_paper.sh session > runs/igr/session.log 2>&1 &
@@ -25,10 +26,15 @@ go() {  # go NAME EXPERIMENT BUDGET SETS...: one run under $OUT/EXPERIMENT/NAME,
     local name=$1 exp=$2 budget=$3; shift 3
     if [ -f "$OUT/$exp/$name/metrics.json" ]; then echo "done: $exp/$name"; return; fi
     local sets=(); for s in "$@"; do sets+=(--set "$s"); done
+    # a run another worker holds is left to it (flock: the lock goes when its holder dies)
+    mkdir -p "$OUT/$exp"
+    exec 9> "$OUT/$exp/.$name.lock"
+    if ! flock -n 9; then echo "busy: $exp/$name (another worker)"; exec 9>&-; return; fi
     echo "$(date -u +%FT%TZ) start $exp/$name"
     "$SIMPLEXITY" run "$exp" --budget "$budget" "${sets[@]}" --out "$OUT/$exp" --name "$name" \
         --resume --threads 1 --no-progress 2>&1 | grep -v -e "available:" -e "^$" | tail -n 20
     echo "$(date -u +%FT%TZ) end   $exp/$name"
+    exec 9>&-
 }
 
 quick() {

@@ -336,20 +336,20 @@ def report(runs: str | Path = "runs/igr", out: str | Path = "docs/results/igr") 
 def _report_figures(by_experiment: dict[str, list[dict[str, Any]]], out: Path) -> list[Path]:
     import shutil
 
-    from simplexity.plots import _pyplot
+    from simplexity.plots import _pyplot, curve_panels, seed_mean
 
     Figure = _pyplot()
     written: list[Path] = []
-    # igr-vae: validation IW bound against epochs, mean over seeds, one panel per data set
+    # igr-vae: validation IW bound against steps, mean ± s.e. over seeds, one panel per data set
     vae = by_experiment.get("igr-vae", [])
     for net in ("nonlinear", "linear"):
         members = [r for r in vae if r["config"]["net"] == net]
         datasets = sorted({r["config"]["dataset"] for r in members})
         if not datasets:
             continue
-        fig = Figure(figsize=(4.2 * len(datasets), 3.2))
-        axes = fig.subplots(1, len(datasets), squeeze=False)[0]
-        for ax, dataset in zip(axes, datasets):
+        panels = {}
+        for dataset in datasets:
+            series = {}
             for relaxation in RELAXATIONS:
                 curves = []
                 for r in members:
@@ -362,16 +362,10 @@ def _report_figures(by_experiment: dict[str, list[dict[str, Any]]], out: Path) -
                             json.loads(line) for line in history.read_text().splitlines() if line
                         ]
                         curves.append({h["step"]: h["metrics"]["valid/iw_bound"] for h in rows})
-                if not curves:
-                    continue
-                steps = sorted(set.intersection(*(set(c) for c in curves)))
-                mean = [sum(c[s] for c in curves) / len(curves) for s in steps]
-                ax.plot(steps, mean, marker=".", label=f"{relaxation} ({len(curves)} seeds)")
-            ax.set_title(f"{dataset}, {net}", fontsize=9)
-            ax.set_xlabel("step")
-            ax.set_ylabel("valid IW bound (nats)")
-            ax.legend(fontsize=7)
-        fig.tight_layout()
+                if curves:
+                    series[f"{relaxation} ({len(curves)} seeds)"] = seed_mean(curves)
+            panels[f"{dataset}, {net}"] = series
+        fig = curve_panels(panels, ylabel="valid IW bound (nats)")
         path = out / f"igr_vae_curves_{net}.png"
         fig.savefig(path, dpi=80)
         written.append(path)
