@@ -6,7 +6,7 @@ from scipy import stats
 
 pytest.importorskip("matplotlib")
 
-from simplexity import plots  # noqa: E402
+from simplexity import plots
 
 
 def test_seed_mean_agrees_with_scipy_on_the_common_steps():
