@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["curve_panels", "curves", "densities", "image_rows", "prior_bars", "seed_mean"]
+__all__ = ["curve_panels", "curves", "densities", "image_rows", "prior_bars"]
 
 
 def _pyplot() -> Any:
@@ -113,28 +113,6 @@ def prior_bars(
     return fig
 
 
-def seed_mean(
-    runs: Sequence[Mapping[Any, float]],
-) -> tuple[list[Any], np.ndarray, np.ndarray]:
-    """Mean and standard error over runs of a curve given as ``{step: value}`` per run.
-
-    Only the steps every run has are kept. The standard error is the sample standard deviation
-    over ``sqrt(n)`` (zero for a single run).
-
-    Example:
-        >>> steps, mean, se = seed_mean([{0: 1.0, 1: 2.0}, {0: 3.0, 1: 2.0, 2: 5.0}])
-        >>> steps, mean.tolist(), se.tolist()
-        ([0, 1], [2.0, 2.0], [1.0, 0.0])
-    """
-    if not runs:
-        raise ValueError("seed_mean needs at least one run (a {step: value} mapping), got none")
-    steps = sorted(set.intersection(*(set(r) for r in runs)))
-    values = np.array([[r[s] for s in steps] for r in runs], dtype=float).reshape(len(runs), -1)
-    mean = values.mean(0)
-    se = values.std(0, ddof=1) / np.sqrt(len(runs)) if len(runs) > 1 else np.zeros_like(mean)
-    return steps, mean, se
-
-
 Series = Mapping[str, Sequence[Any]]  # {label: (x, y)} or {label: (x, y, standard error)}
 
 
@@ -161,7 +139,8 @@ def curves(
     ylabel: str = "",
     title: str | None = None,
 ) -> Any:
-    """Line plot of ``{label: (x, y)}``; a third entry ``(x, y, se)`` shades ``y ± se``.
+    """Line plot of ``{label: (x, y)}``; a third entry ``(x, y, se)`` shades ``y ± se`` (e.g. the
+    output of :func:`simplexity.engine.table.seed_mean`).
 
     Example:
         >>> fig = curves({"a": ([0, 1], [1.0, 0.5]), "b": ([0, 1], [2.0, 1.0], [0.1, 0.2])},

@@ -20,7 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from simplexity import plots
-from simplexity.engine.table import collect, embed_table, markdown_table
+from simplexity.engine.table import collect, embed_table, markdown_table, seed_mean
 
 HERE = Path(__file__).parent
 NORMS = ("softmax", "sparsemax", "entmax15", "ev_softmax")
@@ -45,7 +45,7 @@ def cvae_curves(runs: Path) -> None:
                 if not histories:
                     continue
                 curves = [{s: m[f"valid/{key}"] for s, m in h.items()} for h in histories]
-                series[f"{norm} ({len(histories)} seeds)"] = plots.seed_mean(curves)
+                series[f"{norm} ({len(histories)} seeds)"] = seed_mean(curves)
             if series:
                 fig = plots.curves(series, ylabel=label, title=f"CVAE, {budget} budget")
                 fig.savefig(HERE / f"cvae_{budget}_{key}.png", dpi=90)

@@ -7,13 +7,13 @@ values that differ between groups.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from simplexity.engine.runs import read_json
 
-__all__ = ["collect", "embed_table", "format_mean_se", "markdown_table"]
+__all__ = ["collect", "embed_table", "format_mean_se", "markdown_table", "mean_se", "seed_mean"]
 
 
 def collect(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
@@ -61,6 +61,23 @@ def _fill_defaults(record: dict[str, Any], cache: dict[str, dict[str, Any] | Non
                         **record["config"]}  # fmt: skip
 
 
+def mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (n−1 in the variance; 0 for one value).
+
+    Example:
+        >>> mean_se([1.0, 2.0, 3.0])
+        (2.0, 0.5773502691896257)
+    """
+    n = len(values)
+    if n == 0:
+        raise ValueError("mean_se needs at least one value, got none")
+    mean = sum(values) / n
+    if n == 1:
+        return mean, 0.0
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
 def format_mean_se(values: Sequence[float]) -> str:
     """``mean ± s.e.`` (standard error of the mean, n−1 in the variance); one value: ``x``.
 
@@ -68,12 +85,24 @@ def format_mean_se(values: Sequence[float]) -> str:
         >>> format_mean_se([1.0, 2.0, 3.0])
         '2 ± 0.58'
     """
-    n = len(values)
-    mean = sum(values) / n
-    if n == 1:
-        return f"{mean:.4g}"
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return f"{mean:.4g} ± {math.sqrt(var / n):.2g}"
+    mean, se = mean_se(values)
+    return f"{mean:.4g}" if len(values) == 1 else f"{mean:.4g} ± {se:.2g}"
+
+
+def seed_mean(runs: Sequence[Mapping[Any, float]]) -> tuple[list[Any], list[float], list[float]]:
+    """A curve over seeds: ``(steps, mean, s.e.)`` from one ``{step: value}`` mapping per run.
+
+    Only the steps every run has are kept; ``plots.curves`` draws the result as ``y ± s.e.``.
+
+    Example:
+        >>> seed_mean([{0: 1.0, 1: 2.0}, {0: 3.0, 1: 2.0, 2: 5.0}])
+        ([0, 1], [2.0, 2.0], [1.0, 0.0])
+    """
+    if not runs:
+        raise ValueError("seed_mean needs at least one run (a {step: value} mapping), got none")
+    steps = sorted(set.intersection(*(set(r) for r in runs)))
+    stats = [mean_se([r[s] for r in runs]) for s in steps]
+    return steps, [m for m, _ in stats], [e for _, e in stats]
 
 
 def _key(record: dict[str, Any]) -> tuple:

@@ -336,7 +336,8 @@ def report(runs: str | Path = "runs/igr", out: str | Path = "docs/results/igr") 
 def _report_figures(by_experiment: dict[str, list[dict[str, Any]]], out: Path) -> list[Path]:
     import shutil
 
-    from simplexity.plots import _pyplot, curve_panels, seed_mean
+    from simplexity.engine.table import seed_mean
+    from simplexity.plots import _pyplot, curve_panels
 
     Figure = _pyplot()
     written: list[Path] = []
