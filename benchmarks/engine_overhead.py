@@ -20,9 +20,9 @@ import time
 
 import torch
 
-from simplexity import experiments
-from simplexity.engine.lightning import fit
-from simplexity.engine.runs import RunDir
+from simplexity_lab import experiments
+from simplexity_lab.engine.lightning import fit
+from simplexity_lab.engine.runs import RunDir
 
 WARMUP = 50
 

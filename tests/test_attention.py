@@ -1,4 +1,4 @@
-"""Tests of simplexity.attention: agreement with torch, mask correctness, caching, gradients, errors."""
+"""Tests of simplexity.nn.attention: agreement with torch, mask correctness, caching, gradients, errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from simplexity import normalizers
-from simplexity.attention import (
+from simplexity.nn.attention import (
     KeyValueCache,
     MultiheadAttention,
     attention,

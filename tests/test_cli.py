@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from simplexity.cli import main
+from simplexity_lab.cli import main
 
 
 def _cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "simplexity.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "simplexity_lab.cli", *args], capture_output=True,
                           text=True, **kw)  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""Tests of the data loaders, the registry and the data-dir resolution (simplexity.data)."""
+"""Tests of the data loaders, the registry and the data-dir resolution (simplexity_lab.data)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-import simplexity.data as data
-from simplexity.data import datasets
-from simplexity.data.amat import parse_amat, read_amat
-from simplexity.data.idx import parse_idx
-from simplexity.data.omniglot import area_weights, downsample, read_omniglot
-from simplexity.data.paths import ENV_DATA_DIR, default_data_dir, resolve_data_dir
+import simplexity_lab.data as data
+from simplexity_lab.data import datasets
+from simplexity_lab.data.amat import parse_amat, read_amat
+from simplexity_lab.data.idx import parse_idx
+from simplexity_lab.data.omniglot import area_weights, downsample, read_omniglot
+from simplexity_lab.data.paths import ENV_DATA_DIR, default_data_dir, resolve_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -256,13 +256,13 @@ def test_digits_does_not_import_sklearn_at_import_time() -> None:
     import subprocess
     import sys
 
-    code = "import sys, simplexity.data; print('sklearn' in sys.modules)"
+    code = "import sys, simplexity_lab.data; print('sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_toy2d() -> None:
-    toy2d = pytest.importorskip("simplexity.data.toy2d")
+    toy2d = pytest.importorskip("simplexity_lab.data.toy2d")
     name = sorted(toy2d.NAMES)[0]
     assert f"toy2d:{name}" in data.names()
     train = data.get(f"toy2d:{name}", "train", num=500, seed=1)

@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("matplotlib")
 pytest.importorskip("sklearn")
 
-from simplexity.cli import main
+from simplexity_lab.cli import main
 
 
 def test_demo_quick_writes_report_and_plots(tmp_path, capsys):

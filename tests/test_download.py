@@ -1,4 +1,4 @@
-"""Tests of the downloader against a local HTTP server on 127.0.0.1 (simplexity.data.download)."""
+"""Tests of the downloader against a local HTTP server on 127.0.0.1 (simplexity_lab.data.download)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import simplexity.data as data
-from simplexity.data.download import ENV_MIRROR, RESOURCES, Resource, download, verify_file
-from simplexity.data.omniglot import convert_omniglot_zip, decode_png, read_omniglot
+import simplexity_lab.data as data
+from simplexity_lab.data.download import ENV_MIRROR, RESOURCES, Resource, download, verify_file
+from simplexity_lab.data.omniglot import convert_omniglot_zip, decode_png, read_omniglot
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = [

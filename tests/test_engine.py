@@ -9,7 +9,7 @@ from typing import Literal
 import pytest
 import torch
 
-from simplexity.engine import (
+from simplexity_lab.engine import (
     ConfigError,
     Constant,
     Cosine,
@@ -24,8 +24,8 @@ from simplexity.engine import (
     parse_schedule,
     write_json_atomic,
 )
-from simplexity.engine.config import load_config_file
-from simplexity.engine.table import format_mean_se
+from simplexity_lab.engine.config import load_config_file
+from simplexity_lab.engine.table import format_mean_se
 
 
 @dataclass(frozen=True)
@@ -152,8 +152,8 @@ def test_dynamic_binarization_depends_only_on_seed_and_step():
 
 
 def test_a_config_saved_before_a_key_existed_resumes_and_tabulates_with_its_default(tmp_path):
-    from simplexity.engine.config import config_defaults
-    from simplexity.engine.table import collect
+    from simplexity_lab.engine.config import config_defaults
+    from simplexity_lab.engine.table import collect
 
     assert config_defaults(Cfg) == {"n": 1, "lr": 1e-3, "flag": False, "name": "a", "kind": "x",
                                     "size": None, "hidden": [4]}  # fmt: skip

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("lightning")
 
-from simplexity.engine import read_json, run
+from simplexity_lab.engine import read_json, run
 
 # a flow's loss has no sampling noise: the averaged gradient of two half batches is the gradient
 # of the whole batch, so the two runs agree up to float rounding
@@ -20,7 +20,7 @@ def test_ddp_two_processes_match_one_process(tmp_path):
     single = run("flow2d", budget="smoke", overrides=SETTINGS, out=tmp_path, name="one",
                  progress_bar=False, plots=False)  # fmt: skip
     sets = [a for s in SETTINGS for a in ("--set", s)]
-    command = [sys.executable, "-m", "simplexity.cli", "run", "flow2d", "--out", str(tmp_path),
+    command = [sys.executable, "-m", "simplexity_lab.cli", "run", "flow2d", "--out", str(tmp_path),
                "--name", "two", "--devices", "2", "--strategy", "ddp", "--accelerator", "cpu",
                "--no-progress", *sets]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)

@@ -14,8 +14,8 @@ import torch
 pytest.importorskip("lightning")
 pytest.importorskip("sklearn")
 
-from simplexity.engine import read_json, run
-from simplexity.engine.lightning import checkpoint_step, load_checkpoint
+from simplexity_lab.engine import read_json, run
+from simplexity_lab.engine.lightning import checkpoint_step, load_checkpoint
 
 # digits: 1,297 training images in batches of 50 = 25 steps per epoch; checkpoints every 7 steps
 # fall mid-epoch; validation every 40 steps
@@ -25,7 +25,7 @@ SETTINGS = ["dataset=digits", "steps=400", "batch_size=50", "checkpoint_every=7"
 
 def _cli(out, name, *extra):
     sets = [a for s in SETTINGS for a in ("--set", s)]
-    return [sys.executable, "-m", "simplexity.cli", "run", "vae", "--budget", "smoke", "--out",
+    return [sys.executable, "-m", "simplexity_lab.cli", "run", "vae", "--budget", "smoke", "--out",
             str(out), "--name", name, "--no-progress", *sets, *extra]  # fmt: skip
 
 

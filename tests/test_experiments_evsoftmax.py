@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from simplexity import experiments
-from simplexity.cli import main
-from simplexity.experiments.ssvae import labelled_indices
-from simplexity.models.ssvae import SemiSupervisedVAE, methods
+from simplexity_lab import experiments
+from simplexity_lab.cli import main
+from simplexity_lab.experiments.ssvae import labelled_indices
+from simplexity_lab.models.ssvae import SemiSupervisedVAE, methods
 
 
 def _nearly_deterministic(model: SemiSupervisedVAE) -> None:
@@ -138,8 +138,8 @@ def _fake_multi30k(root, copies=12):
 
 
 def test_multi30k_loader_and_its_errors(tmp_path):
-    from simplexity.data.multi30k import load_multi30k
-    from simplexity.data.paths import MissingDataError
+    from simplexity_lab.data.multi30k import load_multi30k
+    from simplexity_lab.data.paths import MissingDataError
 
     root = _fake_multi30k(tmp_path)
     de, en = load_multi30k("val", data_dir=root)
@@ -156,7 +156,7 @@ def test_multi30k_loader_and_its_errors(tmp_path):
 
 @pytest.mark.parametrize("normalizer", ["softmax", "posthoc_evidential", "sparsemax", "ev_softmax"])
 def test_greedy_decoding_with_caches_equals_the_full_causal_pass(normalizer):
-    from simplexity.models.transformer import BOS, EOS, Seq2SeqTransformer
+    from simplexity_lab.models.transformer import BOS, EOS, Seq2SeqTransformer
 
     torch.manual_seed(2)
     model = Seq2SeqTransformer(30, normalizer=normalizer, d_model=16, heads=2, layers=2, ff=32)
@@ -184,8 +184,8 @@ def test_greedy_decoding_with_caches_equals_the_full_causal_pass(normalizer):
 
 
 def test_translation_output_normalizer_separates_the_output_layer_from_attention():
-    from simplexity.attention import MultiheadAttention
-    from simplexity.models.transformer import Seq2SeqTransformer
+    from simplexity.nn.attention import MultiheadAttention
+    from simplexity_lab.models.transformer import Seq2SeqTransformer
 
     model = Seq2SeqTransformer(30, normalizer="sparsemax", output_normalizer="softmax",
                                d_model=8, heads=2, layers=1, ff=16)  # fmt: skip
@@ -220,7 +220,7 @@ def test_translation_smoke_budget_runs(tmp_path):
 
 
 def test_gated_pixelcnn_is_causal_in_raster_order():
-    from simplexity.models.pixelcnn import GatedPixelCNN
+    from simplexity_lab.models.pixelcnn import GatedPixelCNN
 
     torch.manual_seed(0)
     prior = GatedPixelCNN(8, hidden=8, layers=3, kernel=3, normalizer="softmax")
@@ -245,7 +245,7 @@ def test_gated_pixelcnn_is_causal_in_raster_order():
 
 @pytest.mark.parametrize("normalizer", ["softmax", "sparsemax", "ev_softmax"])
 def test_pixelcnn_samples_with_the_exact_normalizer(normalizer):
-    from simplexity.models.pixelcnn import GatedPixelCNN
+    from simplexity_lab.models.pixelcnn import GatedPixelCNN
 
     torch.manual_seed(0)
     prior = GatedPixelCNN(12, hidden=8, layers=2, normalizer=normalizer)
@@ -264,7 +264,7 @@ def test_pixelcnn_samples_with_the_exact_normalizer(normalizer):
 
 
 def test_vqvae_straight_through_trains_the_encoder_and_codebook():
-    from simplexity.models.vqvae import VQVAE
+    from simplexity_lab.models.vqvae import VQVAE
 
     torch.manual_seed(0)
     vq = VQVAE(num_codes=8, code_dim=4, hidden=8)

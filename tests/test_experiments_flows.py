@@ -10,11 +10,11 @@ import pytest
 
 pytest.importorskip("lightning")
 
-from simplexity import experiments
-from simplexity.engine import run
-from simplexity.engine.config import ConfigError
-from simplexity.experiments.flow2d import build_flow, matched_rad_width, num_parameters
-from simplexity.experiments.maxent_dirichlet import MaxEntDirichletTask
+from simplexity_lab import experiments
+from simplexity_lab.engine import run
+from simplexity_lab.engine.config import ConfigError
+from simplexity_lab.experiments.flow2d import build_flow, matched_rad_width, num_parameters
+from simplexity_lab.experiments.maxent_dirichlet import MaxEntDirichletTask
 
 NEW = ("mixture-entropy", "flow-objectives", "maxent-dirichlet")
 

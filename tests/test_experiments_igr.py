@@ -15,21 +15,21 @@ import torch
 
 pytest.importorskip("lightning")
 
-from simplexity import experiments
-from simplexity.cli import main as cli_main
+from simplexity_lab import experiments
+from simplexity_lab.cli import main as cli_main
 from simplexity.distributions import igr_zero_temperature_probs, stick_breaking_truncation
-from simplexity.engine import run
-from simplexity.engine.config import ConfigError
-from simplexity.engine.loop import train_plain
-from simplexity.experiments.discrete_approx import (
+from simplexity_lab.engine import run
+from simplexity_lab.engine.config import ConfigError
+from simplexity_lab.engine.loop import train_plain
+from simplexity_lab.experiments.discrete_approx import (
     DiscreteApproxTask,
     parse_target,
     target_pmf,
     total_variation,
 )
-from simplexity.experiments.igr_vae import select_temperature
-from simplexity.experiments.sop import split_halves
-from simplexity.models.sop import StructuredOutputPredictor
+from simplexity_lab.experiments.igr_vae import select_temperature
+from simplexity_lab.experiments.sop import split_halves
+from simplexity_lab.models.sop import StructuredOutputPredictor
 
 # the built-in scikit-learn digits keep the VAE-type smoke runs independent of downloaded data
 DIGITS = ["dataset=digits", "binarize=dynamic"]
@@ -81,7 +81,7 @@ def test_igr_vae_smoke_reports_the_valid_bound_the_elbo_and_the_reference_number
 def test_igr_vae_reference_number_is_not_the_iw_bound_and_the_bound_tightens_with_s(tmp_path):
     # the discrete model's IW bound grows (in expectation) with S; the reference number is another
     # quantity, computed from relaxed KL and argmax samples
-    from simplexity.experiments.igr_vae import IGRVAETask
+    from simplexity_lab.experiments.igr_vae import IGRVAETask
 
     config = experiments.get("igr-vae").make_config("smoke", [*SMALL_VAE, "relaxation=igr_i"])
     task = IGRVAETask(config)
@@ -116,7 +116,7 @@ def test_temperature_selection_picks_the_best_validation_bound(tmp_path):
     # the report keeps selection runs apart from the comparison table
     import shutil
 
-    from simplexity.experiments.igr_vae import report
+    from simplexity_lab.experiments.igr_vae import report
 
     run = next((tmp_path / "igr-vae-select-digits-linear").glob("igr_i-tau=*"))
     shutil.copytree(run, run.parent / "target=poisson:50")  # a name with a ':' (discrete-approx)
@@ -335,7 +335,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 
 def test_report_keeps_results_and_writes_tables_and_histograms(tmp_path):
-    from simplexity.experiments.igr_vae import report
+    from simplexity_lab.experiments.igr_vae import report
 
     runs = tmp_path / "runs"
     run("discrete-approx", budget="smoke", overrides=["target=geometric:0.3"],

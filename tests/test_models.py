@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from simplexity.distributions import relaxations
-from simplexity.models import ConditionalVAE, DiscreteVAE, digit_prior_distances
+from simplexity_lab.models import ConditionalVAE, DiscreteVAE, digit_prior_distances
 
 
 @pytest.mark.parametrize("relaxation", relaxations.names())

@@ -1,4 +1,4 @@
-"""Tests of simplexity.output: NormalizedOutput and the "posthoc_evidential" name."""
+"""Tests of simplexity.nn.output: NormalizedOutput and the "posthoc_evidential" name."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from simplexity import normalizers
-from simplexity.output import NormalizedOutput, output_layer, output_names
+from simplexity.nn.output import NormalizedOutput, output_layer, output_names
 
 NAMES = normalizers.names()
 DT = torch.float64

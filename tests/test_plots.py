@@ -6,8 +6,8 @@ from scipy import stats
 
 pytest.importorskip("matplotlib")
 
-from simplexity import plots
-from simplexity.engine.table import format_mean_se, mean_se, seed_mean
+from simplexity_lab import plots
+from simplexity_lab.engine.table import format_mean_se, mean_se, seed_mean
 
 
 def test_seed_mean_agrees_with_scipy_on_the_common_steps():

@@ -1,4 +1,4 @@
-"""Tests of simplexity.data.toy2d: the 2-D toy density generators."""
+"""Tests of simplexity_lab.data.toy2d: the 2-D toy density generators."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from simplexity.data.toy2d import NAMES, sample
+from simplexity_lab.data.toy2d import NAMES, sample
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -9,6 +9,7 @@ import torch
 __all__ = [
     "check_dim",
     "check_floating",
+    "check_int",
     "check_mask",
     "check_nonnegative",
     "check_positive",
@@ -45,6 +46,33 @@ def check_dim(name: str, dim: int, ndim: int) -> int:
             f"(expected an int in [{lo}, {hi}])"
         )
     return int(dim) % max(ndim, 1)
+
+
+def check_int(
+    name: str, value: object, *, min: int | None = None, max: int | None = None
+) -> int:
+    """Require an integer (``bool`` is not one) in ``[min, max]`` (each bound optional).
+
+    Example:
+        >>> check_int("num_samples", 3, min=1)
+        3
+        >>> check_int("num_samples", 0, min=1)
+        Traceback (most recent call last):
+        ...
+        ValueError: num_samples must be an int >= 1, got 0
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    value = int(value)
+    if (min is not None and value < min) or (max is not None and value > max):
+        if min is not None and max is not None:
+            expected = f"an int in [{min}, {max}]"
+        elif min is not None:
+            expected = f"an int >= {min}"
+        else:
+            expected = f"an int <= {max}"
+        raise ValueError(f"{name} must be {expected}, got {value}")
+    return value
 
 
 def check_nonnegative(name: str, value: float) -> float:

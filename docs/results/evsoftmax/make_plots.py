@@ -19,8 +19,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from simplexity import plots
-from simplexity.engine.table import collect, embed_table, markdown_table, seed_mean
+from simplexity_lab import plots
+from simplexity_lab.engine.table import collect, embed_table, markdown_table, seed_mean
 
 HERE = Path(__file__).parent
 NORMS = ("softmax", "sparsemax", "entmax15", "ev_softmax")

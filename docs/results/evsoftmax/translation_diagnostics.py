@@ -27,12 +27,12 @@ from pathlib import Path
 
 import torch
 
-from simplexity import experiments
-from simplexity.engine.lightning import load_checkpoint
-from simplexity.engine.runs import write_json_atomic
-from simplexity.engine.table import collect, embed_table, markdown_table
-from simplexity.experiments.translation import _encode, _trim
-from simplexity.models.transformer import PAD
+from simplexity_lab import experiments
+from simplexity_lab.engine.lightning import load_checkpoint
+from simplexity_lab.engine.runs import write_json_atomic
+from simplexity_lab.engine.table import collect, embed_table, markdown_table
+from simplexity_lab.experiments.translation import _encode, _trim
+from simplexity_lab.models.transformer import PAD
 
 HERE = Path(__file__).parent
 PAGE = HERE.parent / "evsoftmax.md"

@@ -65,7 +65,7 @@ tau() {  # tau RELAXATION: the selected temperature (selection on MNIST, nonline
 }
 
 vae() {
-    "$PYTHON" -m simplexity.experiments.igr_vae select --dataset mnist --net nonlinear \
+    "$PYTHON" -m simplexity_lab.experiments.igr_vae select --dataset mnist --net nonlinear \
         --out "$OUT" || exit 1
     for seed in $SEEDS; do
         for net in nonlinear linear; do

@@ -1,0 +1,213 @@
+"""The ``simplexity`` command line: ``demo``, ``run``, ``list``, ``table``.
+
+User mistakes (unknown names, bad overrides, missing data, an existing run) print one line
+``simplexity: error: ...`` and exit with status 2; set ``SIMPLEXITY_DEBUG=1`` for the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+__all__ = ["build_parser", "main"]
+
+RUN_EPILOG = """\
+examples:
+  simplexity run vae --budget smoke
+  simplexity run vae --budget paper --set relaxation=igr_sb --set net=linear --set seed=1
+  simplexity run cvae --set normalizer=sparsemax --data-dir ../shared/data
+  simplexity run vae --name myrun --resume              # continue an interrupted run
+  simplexity run vae --devices 2 --strategy ddp          # two processes (gloo on the CPU)
+config keys: `simplexity list --keys EXPERIMENT`; schedules: 0.5, exp:1.0:0.1:5000, linear:..., cosine:...
+"""
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from simplexity_lab.demo import run_demo
+
+    run_demo(out=args.out, seed=args.seed, quick=args.quick, data_dir=args.data_dir)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from simplexity_lab.engine.runner import run
+
+    result = run(
+        args.experiment,
+        budget=args.budget,
+        overrides=args.set,
+        config_file=args.config,
+        name=args.name,
+        out=args.out,
+        data_dir=args.data_dir,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        devices=args.devices,
+        strategy=args.strategy,
+        accelerator=args.accelerator,
+        progress_bar=False if args.no_progress else None,
+        threads=args.threads,
+    )
+    if result is not None:
+        print(f"run: {result.path}")
+        width = max(len(k) for k in result.metrics) if result.metrics else 0
+        for key, value in result.metrics.items():
+            print(f"  {key:<{width}}  {value:.6g}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from simplexity import normalizers
+    from simplexity_lab import experiments
+    from simplexity.distributions import relaxations
+
+    if args.keys:
+        from simplexity_lab.engine.config import config_fields
+
+        exp = experiments.get(args.keys)
+        config = exp.make_config("paper")
+        print(f"{exp.name} config keys (paper-budget values; budgets: {', '.join(exp.budgets)}):")
+        for key in config_fields(exp.config_class):
+            print(f"  {key} = {getattr(config, key)!r}")
+        return 0
+    print("experiments:")
+    width = max(map(len, experiments.names()))
+    for name in experiments.names():
+        exp = experiments.get(name)
+        print(f"  {name:<{width}}  {exp.description}  [budgets: {', '.join(exp.budgets)}]")
+    print("normalizers: " + ", ".join(normalizers.names()))
+    print("relaxations: " + ", ".join(relaxations.names()))
+    try:
+        import simplexity_lab.data as data
+
+        print("data sets: " + ", ".join(data.names()))
+    except ImportError:  # pragma: no cover - the data package ships with simplexity
+        pass
+    return 0
+
+
+def _table(args: argparse.Namespace) -> int:
+    from simplexity_lab.engine.table import collect, markdown_table
+
+    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
+    text = markdown_table(collect(args.runs), metrics)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+    print(text, end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="simplexity",
+        description="Sparse, relaxed and multimodal distributions on the simplex: demos and experiments.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser(
+        "demo",
+        help="train small models of the three papers on built-in data; print a table, write a report",
+        description="Discrete VAE (Gumbel-softmax vs IGR), the CVAE's even/odd prior (softmax, "
+        "sparsemax, entmax-1.5, ev-softmax) and mixture- vs Gaussian-base flows, on built-in data "
+        "(scikit-learn digits, generated 2-D points). Writes report.md and PNG plots.",
+    )
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    demo.add_argument("--quick", action="store_true", help="a few steps only (for tests)")
+    demo.add_argument("--data-dir", default=None, help=argparse.SUPPRESS)
+    demo.set_defaults(func=_demo)
+
+    run = sub.add_parser(
+        "run",
+        help="train an experiment (Lightning): checkpoints, logs, metrics.json under runs/NAME/",
+        description="Train a registered experiment. Writes runs/NAME/ with config.json, "
+        "metrics.json, checkpoints/{last,best}.ckpt, logs/ (CSV, TensorBoard) and plots/.",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("experiment", help="experiment name (see `simplexity list`)")
+    run.add_argument(
+        "--budget", default="smoke", help="smoke (seconds), demo or paper (default smoke)"
+    )
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config value (repeatable)")  # fmt: skip
+    run.add_argument("--config", default=None, metavar="FILE", help="YAML or JSON config values")
+    run.add_argument("--data-dir", default=None, metavar="D",
+                     help="data directory (default $SIMPLEXITY_DATA_DIR, then ~/.cache/simplexity)")  # fmt: skip
+    run.add_argument(
+        "--out", default="runs", metavar="D", help="parent of run directories (default runs)"
+    )
+    run.add_argument(
+        "--name",
+        default=None,
+        help="run directory name (default from the experiment, budget, overrides, seed)",
+    )
+    run.add_argument(
+        "--resume", action="store_true", help="continue from the run's last checkpoint"
+    )
+    run.add_argument(
+        "--overwrite", action="store_true", help="delete an existing run of that name first"
+    )
+    run.add_argument("--devices", default="1", help="number of devices/processes (default 1)")
+    run.add_argument(
+        "--strategy", default="auto", help="Lightning strategy, e.g. ddp (default auto)"
+    )
+    run.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (default auto)")
+    run.add_argument("--threads", type=int, default=1,
+                     help="torch threads per process (default 1: fastest for these small models)")  # fmt: skip
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(func=_run)
+
+    lst = sub.add_parser("list", help="list experiments, normalizers, relaxations and data sets")
+    lst.add_argument(
+        "--keys", metavar="EXPERIMENT", default=None, help="list the config keys of an experiment"
+    )
+    lst.set_defaults(func=_list)
+
+    table = sub.add_parser(
+        "table",
+        help="aggregate runs' metrics.json into a markdown table (mean ± s.e. over seeds)",
+        description="Group runs by experiment and config (all but the seed) and print mean ± "
+        "standard error over seeds. RUN_DIR may be a run directory or a folder of runs.",
+    )
+    table.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    table.add_argument(
+        "--metrics", default=None, help="comma-separated metric columns (default: test/*)"
+    )
+    table.add_argument(
+        "--output", default=None, metavar="FILE", help="also write the table to FILE"
+    )
+    table.set_defaults(func=_table)
+    return parser
+
+
+def _devices(value: str) -> int | str:
+    return int(value) if value.isdigit() else value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if hasattr(args, "devices"):
+        args.devices = _devices(args.devices)
+    try:
+        return int(args.func(args))
+    except (
+        ValueError,
+        TypeError,
+        FileNotFoundError,
+        FileExistsError,
+        KeyError,
+        ImportError,
+    ) as error:
+        if os.environ.get("SIMPLEXITY_DEBUG"):
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"simplexity: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
