@@ -399,3 +399,52 @@ def test_value_off_simplex_and_bad_flows() -> None:
         IGRPlanar(torch.zeros(2), torch.ones(2), 0.5, flows=PlanarFlows(3)())
     with pytest.raises(TypeError, match="flows"):
         IGRPlanar(torch.zeros(2), torch.ones(2), 0.5, flows=["planar"])
+
+
+# ------------------------------------------------------------- outside the stick-breaking image
+def _sb_value(sticks: torch.Tensor, tau: float = 0.5) -> torch.Tensor:
+    """The simplex point whose softmax++ pre-image is ``sticks`` (inside the image or not)."""
+    from simplexity.distributions import SoftmaxPlusPlusTransform
+
+    return SoftmaxPlusPlusTransform(torch.tensor(tau, dtype=D64), cache_size=0)(sticks)
+
+
+@pytest.mark.parametrize(
+    ("sticks", "inside"),
+    [
+        (t64(0.3, 0.4), True),
+        (t64(0.6, 0.3999), True),  # sum 1 - 1e-4: inside
+        (t64(-0.1, 0.5), False),  # one negative stick (the other fine): outside
+        (t64(-0.2, -0.3), False),  # all negative
+        (t64(0.7, 0.301), False),  # sum 1 + 1e-3: outside
+        (t64(1.3, 0.8), False),
+    ],
+)
+def test_stick_breaking_log_prob_is_minus_inf_outside_the_image(sticks, inside) -> None:
+    q = IGRStickBreaking(t64(0.2, -0.4), t64(0.8, 1.3), 0.5)
+    q.rsample((3,))  # a sample fills the transforms' caches; log_prob must not trust them
+    value = _sb_value(sticks)
+    lp, lp_log = q.log_prob(value), q.log_prob_from_log(value.log())
+    if inside:
+        assert math.isfinite(float(lp))
+        torch.testing.assert_close(lp, lp_log)
+    else:
+        assert float(lp) == -math.inf and float(lp_log) == -math.inf
+    # a value that rsample just returned is in the image: its density is finite
+    z = q.rsample((4,))
+    assert bool(q.log_prob(z).isfinite().all())
+
+
+def test_stick_breaking_outside_value_stays_minus_inf_when_asked_twice() -> None:
+    q = IGRStickBreaking(t64(0.2, -0.4), t64(0.8, 1.3), 0.5)
+    value = _sb_value(t64(0.9, 0.5))
+    assert float(q.log_prob(value)) == -math.inf
+    assert float(q.log_prob(value)) == -math.inf  # the first call's cache must not whitewash it
+
+
+def test_stick_breaking_samples_are_inside_the_image_in_float32() -> None:
+    torch.manual_seed(0)
+    loc = torch.tensor([6.0, -3.0, 0.0, 9.0, -8.0, 2.0, 4.0, -1.0, 0.5])
+    q = IGRStickBreaking(loc, torch.full((9,), 4.0), 0.05)
+    z = q.rsample((4000,))
+    assert bool(q.log_prob(z).isfinite().all())

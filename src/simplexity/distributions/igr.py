@@ -447,15 +447,15 @@ class IGRStickBreaking(IGRBase):
         )
 
     def _outside_image(self, sticks: Tensor) -> Tensor:
-        slack = sticks.shape[-1] * torch.finfo(sticks.dtype).eps
+        # The image is {pi > 0, sum(pi) < 1}; the slack absorbs the rounding of sampled sticks.
+        slack = 4 * sticks.shape[-1] * torch.finfo(sticks.dtype).eps
         return ~((sticks >= 0).all(-1) & (sticks.sum(-1) <= 1 + slack))
 
     def log_prob(self, value: Tensor) -> Tensor:
         """Log density; ``-inf`` for points of the simplex outside the image of the map."""
         log_prob = super().log_prob(value)
-        cached = getattr(self._softmax_pp, "_cached_x_y", (None, None))[1]
-        if value is cached:  # a sample of this distribution: in the image by construction
-            return log_prob
+        # The pre-image that log_prob just used, from the cache: the exact sticks of a sample that
+        # rsample returned, the inverse of any other value.
         sticks = self._softmax_pp.inv(value)
         return log_prob.masked_fill(self._outside_image(sticks), float("-inf"))
 
