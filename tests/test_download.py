@@ -8,6 +8,8 @@ import io
 import shutil
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import zipfile
 import zlib
@@ -42,7 +44,8 @@ def _shared_dir() -> Path | None:
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
     """Serves the served folder; ``/truncate/<path>`` sends half a file and hangs up,
-    ``/flaky/<path>`` answers 503 on the first request for each path."""
+    ``/flaky/<path>`` answers 503 on the first request for each path, ``/corrupt/<path>`` sends
+    the file with its last byte changed."""
 
     failures: dict[str, int] = {}  # noqa: RUF012
     requests: list[str] = []  # noqa: RUF012
@@ -60,6 +63,16 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()
             self.close_connection = True
+            return
+        if self.path.startswith("/corrupt/"):
+            body = bytearray(
+                (Path(self.directory) / self.path.removeprefix("/corrupt/")).read_bytes()
+            )
+            body[-1] ^= 0xFF
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(bytes(body))
             return
         if self.path.startswith("/flaky/"):
             seen = type(self).failures.get(self.path, 0)
@@ -213,13 +226,16 @@ def test_convert_omniglot_zip(tmp_path: Path) -> None:
 
 
 def test_download_from_mirror_verifies(server: str, tmp_path: Path) -> None:
-    paths = download("mnist", tmp_path, files=SMALL[:2], base_url=server, backoff=0)
+    paths = download("mnist", tmp_path, files=SMALL[:2], base_url=server)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in paths) == sorted(SMALL[:2])
     for resource in _resources(*SMALL[:2]):
         target = tmp_path / resource.path
         assert _sha256(target.read_bytes()) == resource.sha256
         assert verify_file(resource, target)
-    assert not list(tmp_path.rglob("*.part"))
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [
+        "mnist",
+        *sorted(Path(f).name for f in SMALL[:2]),
+    ]
     # Present and verified files are not fetched again.
     before = len(_Handler.requests)
     download("mnist", tmp_path, files=SMALL[:2], base_url=server)
@@ -233,38 +249,63 @@ def test_corrupted_file_is_fetched_again(server: str, tmp_path: Path) -> None:
     (resource,) = _resources(SMALL[2])
     assert not verify_file(resource, target)
     with pytest.warns(UserWarning, match="failed its checksum"):
-        download("fashion_mnist", tmp_path, files=[target.name], base_url=server)
-    assert verify_file(resource, target)
+        (path,) = download("fashion_mnist", tmp_path, files=[target.name], base_url=server)
+    assert path == target and _sha256(path.read_bytes()) == resource.sha256
+
+
+def test_corrupted_download_is_never_used(server: str, tmp_path: Path) -> None:
+    (resource,) = _resources(SMALL[0])
+    corrupt = f"{server}/corrupt/{resource.path}"
+    good = f"{server}/{resource.path}"
+    # A corrupted first source: the next one is tried and only its good copy lands.
+    (path,) = download(
+        [Resource(resource.path, resource.sha256, (corrupt, good))], tmp_path, retries=0
+    )
+    assert _sha256(path.read_bytes()) == resource.sha256
+    # Every source corrupted: an error, and neither the download nor an old bad copy is left.
+    path.write_bytes(b"an old bad copy")
+    with pytest.warns(UserWarning, match="failed its checksum"):
+        with pytest.raises(data.DownloadError, match="does not match the known hash"):
+            download([Resource(resource.path, resource.sha256, (corrupt,))], tmp_path, retries=1)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert sum(r == f"/corrupt/{resource.path}" for r in _Handler.requests) >= 3  # 1 + 2 attempts
 
 
 def test_truncated_transfer_leaves_no_partial_file(server: str, tmp_path: Path) -> None:
     (resource,) = _resources(SMALL[1])
+    before = sum("/truncate/" in r for r in _Handler.requests)
     with pytest.raises(data.DownloadError) as info:
-        download([resource], tmp_path, base_url=f"{server}/truncate", retries=1, backoff=0)
+        download([resource], tmp_path, base_url=f"{server}/truncate", retries=1)
     target = tmp_path / resource.path
     assert not target.exists()
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # no temporary leftovers
-    assert str(target) in str(info.value) and "IncompleteRead" in str(info.value)
-    assert sum("/truncate/" in r for r in _Handler.requests) >= 2  # retried, bounded
+    assert str(target) in str(info.value) and f"{server}/truncate/{resource.path}" in str(
+        info.value
+    )
+    assert sum("/truncate/" in r for r in _Handler.requests) - before == 2  # retried, bounded
 
 
 def test_wrong_checksum_is_rejected(server: str, tmp_path: Path) -> None:
     bad = Resource("mnist/t10k-labels-idx1-ubyte.gz", "0" * 64, ())
-    with pytest.raises(data.DownloadError, match="checksum mismatch"):
+    with pytest.raises(data.DownloadError, match="does not match the known hash"):
         download([bad], tmp_path, base_url=server, retries=0)
-    assert not (tmp_path / bad.path).exists()
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
 
 
-def test_retry_after_server_error_and_next_url(server: str, tmp_path: Path) -> None:
+def test_next_url_after_missing_file_and_retry_after_server_error(
+    server: str, tmp_path: Path
+) -> None:
     (resource,) = _resources(SMALL[0])
     flaky = Resource(
         resource.path,
         resource.sha256,
         (f"{server}/no/such/file.gz", f"{server}/flaky/{resource.path}"),
     )
-    download([flaky], tmp_path, retries=2, backoff=0.01)
+    start = len(_Handler.requests)
+    download([flaky], tmp_path, retries=1)
     assert verify_file(resource, tmp_path / resource.path)
-    assert sum(r == "/no/such/file.gz" for r in _Handler.requests) == 1  # 404: not retried
+    flaky_path = f"/flaky/{resource.path}"
+    assert _Handler.requests[start:] == ["/no/such/file.gz"] * 2 + [flaky_path] * 2
 
 
 def test_official_source_with_gzip_conversion(server: str, served: Path, tmp_path: Path) -> None:
@@ -279,7 +320,12 @@ def test_official_source_with_gzip_conversion(server: str, served: Path, tmp_pat
     (path,) = download([resource], tmp_path)
     assert verify_file(resource, path)
     assert data.amat.read_amat(path).shape == (4, 784)
-    assert not [p.name for p in path.parent.iterdir() if p.name.startswith(".")]
+    assert [p.name for p in path.parent.iterdir()] == ["tiny.amat.gz"]  # no source, no temporary
+    wrong = Resource(resource.path, "f" * 64, resource.urls, f"sha256:{'0' * 64}", "gzip")
+    path.unlink()
+    with pytest.raises(data.DownloadError, match=r"tiny\.amat"):
+        download([wrong], tmp_path, retries=0)
+    assert not list(path.parent.iterdir())
 
 
 def test_official_source_with_omniglot_conversion(
@@ -296,15 +342,33 @@ def test_official_source_with_omniglot_conversion(
     (path,) = download([resource], tmp_path)
     images, labels = read_omniglot(path)
     assert images.shape == (2, 20, 105, 105) and labels[1, 0] == 1
+    assert [p.name for p in path.parent.iterdir()] == ["images_tiny.npz"]
     path.write_bytes(path.read_bytes()[:-100])  # a damaged .npz no longer verifies
     assert not verify_file(resource, path)
 
 
-def test_progress_output(server: str, served: Path, tmp_path: Path, capsys) -> None:
+def test_progress_bar(server: str, served: Path, tmp_path: Path, capsys) -> None:
+    pytest.importorskip("tqdm")
     resource = Resource("big.bin", _sha256((served / "big.bin").read_bytes()), ())
-    download([resource], tmp_path, base_url=server, progress=True)
+    download([resource], tmp_path / "quiet", base_url=server, progress=False)
+    assert "100%" not in capsys.readouterr().err
+    download([resource], tmp_path / "loud", base_url=server, progress=True)
     err = capsys.readouterr().err
-    assert "downloading big.bin" in err and "MB" in err
+    assert "100%" in err and "3.15M" in err
+
+
+def test_data_dir_order(server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where files land: ``data_dir`` > ``$SIMPLEXITY_DATA_DIR`` > ``$XDG_CACHE_HOME/simplexity``."""
+    arg, env, xdg = tmp_path / "arg", tmp_path / "env", tmp_path / "xdg"
+    monkeypatch.setenv(ENV_MIRROR, server)
+    monkeypatch.setenv("SIMPLEXITY_DATA_DIR", str(env))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(xdg))
+    assert download("mnist", arg, files=SMALL[:1]) == [arg / SMALL[0]]
+    assert download("mnist", files=SMALL[:1]) == [env / SMALL[0]]
+    monkeypatch.delenv("SIMPLEXITY_DATA_DIR")
+    assert download("mnist", files=SMALL[:1]) == [xdg / "simplexity" / SMALL[0]]
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.gz"))
+    assert files == sorted(f"{d}/{SMALL[0]}" for d in ("arg", "env", "xdg/simplexity"))
 
 
 def test_env_mirror_and_loader_download(
@@ -322,18 +386,21 @@ def test_env_mirror_and_loader_download(
 def test_offline_error_is_one_clear_line(tmp_path: Path) -> None:
     offline = _closed_port_url()
     resources = [
-        Resource("mnist/a.gz", "0" * 64, (f"{offline}/a.gz",)),
+        Resource("mnist/a.gz", "0" * 64, (f"{offline}/a.gz", f"{offline}/a2.gz")),
         Resource("mnist/b.gz", "0" * 64, (f"{offline}/b.gz",)),
     ]
     with pytest.raises(data.DownloadError) as info:
-        download(resources, tmp_path, retries=1, backoff=0)
+        download(resources, tmp_path, retries=0)
+    assert info.value.__cause__ is None and info.value.__context__ is None  # no chained traceback
     message = str(info.value)
-    assert "\n" not in message
+    assert "\n" not in message and message.startswith("resources: 2 file(s) missing")
     assert str(tmp_path) in message and "data dir" in message
     assert (
         str(tmp_path / "mnist" / "a.gz") in message and str(tmp_path / "mnist" / "b.gz") in message
     )
-    assert ENV_MIRROR in message
+    assert f"{offline}/a.gz" in message and f"{offline}/a2.gz" in message  # the URLs tried
+    assert f"{offline}/b.gz" not in message  # offline after the first file: b is not tried
+    assert "by hand" in message and ENV_MIRROR in message
     assert isinstance(info.value, FileNotFoundError)
 
 
@@ -346,6 +413,22 @@ def test_bad_arguments(tmp_path: Path) -> None:
         download("mnist", tmp_path, base_url="not a url")
     with pytest.raises(ValueError, match="retries"):
         download("mnist", tmp_path, retries=-1)
+    with pytest.raises(ValueError, match="timeout"):
+        download("mnist", tmp_path, timeout=0)
+    with pytest.raises(TypeError, match="group"):
+        download(["mnist/a.gz"], tmp_path)  # type: ignore[list-item]
+
+
+def test_import_is_light() -> None:
+    """pooch (and requests) are imported only when something is downloaded."""
+    code = (
+        "import sys, simplexity_lab.data, simplexity_lab.data.download; "
+        "print(sorted(m for m in ('pooch', 'requests') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
 
 
 def test_resource_tables_match_shared_checksums() -> None:
@@ -357,3 +440,4 @@ def test_resource_tables_match_shared_checksums() -> None:
         for resource in group:
             assert sums[resource.path] == resource.sha256
             assert resource.urls and all(u.startswith("http") for u in resource.urls)
+            assert verify_file(resource, shared / resource.path)

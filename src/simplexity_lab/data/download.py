@@ -1,48 +1,47 @@
-"""Downloader: official sources, SHA-256 checks, atomic writes, bounded retries, a mirror override.
+"""Fetching the data sets' files: a thin layer over pooch that adds mirrors and one-line errors.
 
-Each data set is a table of :class:`Resource` s, one per file of the data directory (the layout of
-``../shared/data``). A resource is fetched either
+Each data set is a table of :class:`Resource` s, one per file of the data directory
+(:mod:`simplexity_lab.data.paths`; the layout of ``../shared/data``). pooch (Uieda et al., 2020)
+does the transfer: it streams a file into a temporary file beside the target, checks its known
+hash, moves it into place only if the hash matches, retries failed transfers, and shows a tqdm
+progress bar when tqdm is installed. This module adds what pooch does not:
 
-* from a **mirror** of that layout, ``{base_url}/{resource.path}`` (``base_url=`` argument, else the
-  ``SIMPLEXITY_DATA_MIRROR`` environment variable), e.g. ``python -m http.server`` run in a folder
-  such as ``../shared/data``; or
-* from the **official sources** (tried in order), then converted where the official format differs
-  from the data directory's: binarized MNIST is served as plain ``.amat`` and gzipped here
-  (``convert="gzip"``); Omniglot is served as zips of PNGs and turned into the ``.npz`` layout
-  (``convert="omniglot"``, see :mod:`simplexity_lab.data.omniglot`).
+* several sources per file, tried in order: the **mirror** ``{base_url}/{resource.path}``
+  (``base_url=``, else ``$SIMPLEXITY_DATA_MIRROR``; a server with the data directory's layout,
+  e.g. ``python -m http.server`` in ``../shared/data``), else the **official URLs**;
+* conversions where the official format differs from the data directory's: binarized MNIST is
+  served as plain ``.amat`` and gzipped here (``convert="gzip"``); Omniglot is served as zips of
+  PNGs and turned into the ``.npz`` layout (``convert="omniglot"``, see
+  :mod:`simplexity_lab.data.omniglot`);
+* checks of files already present (:func:`verify_file`): a corrupted one is deleted and fetched
+  again, never returned;
+* one-line errors (:class:`DownloadError`) naming the data set, the files, the URLs tried and how
+  to place the files by hand.
 
-Every file is checked after download: against the SHA-256 of the reference copy (``SHA256SUMS`` of
-the shared data folder, byte-identical to the originals for MNIST and Fashion-MNIST); a locally
-gzipped ``.amat.gz`` by the SHA-256 of its decompressed bytes (the original ``.amat``); a converted
-Omniglot ``.npz`` by the MD5 published for the official zip plus a full read of the result (zip
-CRCs and array layout). Existing files are checked the same way, and a corrupted one is fetched
-again. Writes are atomic: a temporary file in the target's folder, ``fsync``, then ``os.replace``,
-so an interrupted transfer never leaves a partial file at the final path.
+References:
+    Uieda, Soler, Rampin, van Kemenade, Turk, Shapero, Banihirwe and Leeman (2020). Pooch: a friend
+    to fetch your data files. Journal of Open Source Software 5(45), 1943.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
-import http.client
+import importlib.util
 import os
 import shutil
 import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import Any, Literal
 
 import numpy as np
 
+from simplexity._checks import check_int
 from simplexity_lab.data.omniglot import convert_omniglot_zip, read_omniglot
 from simplexity_lab.data.paths import MissingDataError, missing_files_message, resolve_data_dir
 
@@ -59,9 +58,6 @@ __all__ = [
 ENV_MIRROR = "SIMPLEXITY_DATA_MIRROR"
 """Environment variable with the base URL of a mirror of the data directory's layout."""
 
-_CHUNK = 1 << 20
-_MAX_BACKOFF = 30.0
-
 
 class DownloadError(MissingDataError):
     """Files could not be fetched (offline, unreachable host, or checksum mismatch)."""
@@ -74,13 +70,15 @@ class Resource:
     Attributes:
         path: the file's path relative to the data directory, e.g.
             ``"mnist/train-images-idx3-ubyte.gz"``; also its path below a mirror's base URL.
-        sha256: SHA-256 of the reference copy of the file (as in ``../shared/data``).
+        sha256: SHA-256 of the reference copy of the file (as in ``../shared/data``); a mirror
+            must serve exactly that file.
         urls: official source URLs, tried in order.
         source_checksum: ``"sha256:<hex>"`` or ``"md5:<hex>"`` of what ``urls`` serve; ``None``
             when they serve the reference file itself (checked against ``sha256``).
         convert: how to turn the official file into ``path``: ``None`` (as is), ``"gzip"``
             (gzip it; the file is then checked by the SHA-256 of its decompressed bytes, which is
-            ``source_checksum``) or ``"omniglot"`` (zip of PNGs to the ``.npz`` layout).
+            ``source_checksum``) or ``"omniglot"`` (zip of PNGs to the ``.npz`` layout, checked by
+            a full read).
         content_sha256: for ``"omniglot"``, SHA-256 of the reference arrays' bytes (``images``
             then ``labels`` as little-endian int64); a converted file that differs only warns.
     """
@@ -178,33 +176,20 @@ RESOURCES: dict[str, tuple[Resource, ...]] = {
 """Files of each downloadable group, keyed by the data sets' registry names."""
 
 
-# ----------------------------------------------------------------------------------- checks
-
-
 def _file_digest(path: Path, algorithm: str = "sha256", *, gunzip: bool = False) -> str:
     digest = hashlib.new(algorithm)
-    opener = gzip.open if gunzip else open
-    with opener(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
+    with (gzip.open if gunzip else open)(path, "rb") as f:
+        while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def _split_checksum(checksum: str) -> tuple[str, str]:
-    algorithm, _, value = checksum.partition(":")
-    if algorithm not in ("sha256", "md5") or not value:
-        raise ValueError(f"checksum must look like 'sha256:<hex>' or 'md5:<hex>', got {checksum!r}")
-    return algorithm, value.lower()
-
-
-def _arrays_digest(images: np.ndarray, labels: np.ndarray) -> str:
-    digest = hashlib.sha256(np.ascontiguousarray(images).tobytes())
-    digest.update(np.ascontiguousarray(labels.astype("<i8")).tobytes())
-    return digest.hexdigest()
-
-
 def verify_file(resource: Resource, path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a good copy of ``resource`` (see the module docstring for the rules).
+    """Whether ``path`` is a good copy of ``resource``.
+
+    A good copy has the reference SHA-256; a locally gzipped ``.amat.gz`` may instead have the
+    official ``.amat``'s checksum once decompressed; a converted Omniglot ``.npz`` must read in full
+    (zip CRCs and the array layout).
 
     Args:
         resource: the expected file.
@@ -220,152 +205,14 @@ def verify_file(resource: Resource, path: str | os.PathLike[str]) -> bool:
         if _file_digest(path) == resource.sha256:
             return True
         if resource.convert == "gzip" and resource.source_checksum:
-            algorithm, value = _split_checksum(resource.source_checksum)
+            algorithm, _, value = resource.source_checksum.partition(":")
             return _file_digest(path, algorithm, gunzip=True) == value
         if resource.convert == "omniglot":
-            read_omniglot(path)  # full read: zip CRCs and the array layout
+            read_omniglot(path)
             return True
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error):
         return False  # an unreadable file is simply not a good copy
     return False
-
-
-# ------------------------------------------------------------------------------ file writes
-
-
-@contextlib.contextmanager
-def _atomic_target(target: Path) -> Iterator[tuple[IO[bytes], Path]]:
-    """Yield a temporary file next to ``target``; on success fsync it and ``os.replace`` it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f, tmp
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    with contextlib.suppress(OSError):  # persist the rename; not possible on every platform
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-class _Progress:
-    """Throttled one-line progress on stderr for files larger than 1 MiB."""
-
-    def __init__(self, label: str, total: int | None, enabled: bool) -> None:
-        self.label, self.total = label, total
-        self.enabled = enabled and (total is None or total > _CHUNK)
-        self.last = 0.0
-        self.started = time.monotonic()
-
-    def update(self, done: int) -> None:
-        now = time.monotonic()
-        if not self.enabled or now - self.last < 0.25:
-            return
-        self.last = now
-        if self.total:
-            text = f"{100 * done / self.total:5.1f}% ({done / 1e6:.1f}/{self.total / 1e6:.1f} MB)"
-        else:
-            text = f"{done / 1e6:.1f} MB"
-        sys.stderr.write(f"\r  {self.label}: {text}")
-        sys.stderr.flush()
-
-    def close(self, done: int) -> None:
-        if self.enabled:
-            seconds = time.monotonic() - self.started
-            sys.stderr.write(f"\r  {self.label}: {done / 1e6:.1f} MB in {seconds:.1f} s\n")
-            sys.stderr.flush()
-
-
-def _stream(url: str, out: IO[bytes], *, timeout: float, label: str, progress: bool) -> None:
-    """Copy ``url`` into ``out``; raise if the body is shorter than its Content-Length."""
-    request = urllib.request.Request(url, headers={"User-Agent": "simplexity-data"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        length = response.headers.get("Content-Length")
-        total = int(length) if length and length.isdigit() else None
-        bar = _Progress(label, total, progress)
-        done = 0
-        while chunk := response.read(_CHUNK):
-            out.write(chunk)
-            done += len(chunk)
-            bar.update(done)
-        if total is not None and done != total:
-            raise http.client.IncompleteRead(b"", total - done)
-        bar.close(done)
-
-
-def _retryable(error: BaseException) -> bool:
-    if isinstance(error, urllib.error.HTTPError):
-        return error.code in (408, 425, 429) or error.code >= 500
-    return True
-
-
-class _ChecksumError(Exception):
-    pass
-
-
-@dataclass(frozen=True)
-class _Failure:
-    message: str
-    reached: bool  # whether any server answered (False: unreachable network, likely offline)
-
-
-def _fetch(
-    urls: Sequence[str],
-    target: Path,
-    accept: Callable[[Path], bool],
-    *,
-    retries: int,
-    backoff: float,
-    timeout: float,
-    progress: bool,
-) -> _Failure | None:
-    """Fetch the first URL that yields a file passing ``accept(tmp_path)`` into ``target``.
-
-    Returns:
-        ``None`` on success, else the last error.
-    """
-    last, reached = "no URL to try", False
-    for url in urls:
-        for attempt in range(retries + 1):
-            if attempt:
-                time.sleep(min(backoff * 2 ** (attempt - 1), _MAX_BACKOFF))
-            try:
-                with _atomic_target(target) as (out, tmp):
-                    _stream(url, out, timeout=timeout, label=target.name, progress=progress)
-                    out.flush()
-                    if not accept(tmp):
-                        raise _ChecksumError(f"checksum mismatch for {url}")
-                return None
-            except (OSError, http.client.HTTPException, _ChecksumError) as error:
-                last = f"{type(error).__name__}: {error} ({url})"
-                reached = (
-                    reached
-                    or not isinstance(error, urllib.error.URLError)
-                    or isinstance(error, urllib.error.HTTPError)
-                )
-                if not _retryable(error):
-                    break
-    return _Failure(last, reached)
-
-
-# ------------------------------------------------------------------------------- public API
-
-
-def _mirror(base_url: str | None) -> str | None:
-    base = base_url if base_url is not None else os.environ.get(ENV_MIRROR) or None
-    if base is not None:
-        if not isinstance(base, str) or "://" not in base:
-            raise ValueError(f"base_url must be a URL such as 'http://host/data/', got {base!r}")
-        base = base.rstrip("/") + "/"
-    return base
 
 
 def _select(
@@ -383,16 +230,95 @@ def _select(
             raise TypeError("group must be a registry name or a sequence of Resource")
         label = "resources"
     if files is not None:
-        wanted = set(files)
         known = {r.path for r in resources} | {r.name for r in resources}
-        unknown = wanted - known
-        if unknown:
+        if unknown := set(files) - known:
             raise ValueError(
                 f"files {sorted(unknown)} are not in {label}; expected some of "
                 f"{[r.path for r in resources]}"
             )
-        resources = tuple(r for r in resources if r.path in wanted or r.name in wanted)
+        resources = tuple(r for r in resources if r.path in files or r.name in files)
     return label, resources
+
+
+def _mirror(base_url: str | None) -> str | None:
+    base = base_url if base_url is not None else os.environ.get(ENV_MIRROR) or None
+    if base is not None and (not isinstance(base, str) or "://" not in base):
+        raise ValueError(f"base_url must be a URL such as 'http://host/data/', got {base!r}")
+    return None if base is None else base.rstrip("/") + "/"
+
+
+def _one_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
+
+
+_Failures = list[tuple[str, BaseException]]  # (URL or step, error)
+
+
+def _fetch(
+    urls: Sequence[str], target: Path, known_hash: str, retries: int, downloader: Any
+) -> _Failures:
+    """Fetch the first of ``urls`` whose file has ``known_hash`` into ``target`` with pooch.
+
+    Returns:
+        The failed URLs with their errors; empty on success.
+    """
+    import pooch  # lazily: keeps ``import simplexity_lab.data`` light
+
+    failures: _Failures = []
+    for url in urls:
+        fetcher = pooch.create(path=target.parent, base_url="", registry={target.name: known_hash},
+                               urls={target.name: url}, retry_if_failed=retries)  # fmt: skip
+        try:
+            fetcher.fetch(target.name, downloader=downloader)
+            return []
+        except (OSError, ValueError) as error:  # requests' errors are OSErrors
+            failures.append((url, error))
+    return failures
+
+
+def _convert(resource: Resource, source: Path, target: Path) -> None:
+    """Turn the official file ``source`` into ``target`` through a temporary file and
+    ``os.replace``; raise ``ValueError`` if the result does not verify."""
+    tmp = target.with_name(f".{target.name}.part")
+    try:
+        with open(tmp, "wb") as out:
+            if resource.convert == "gzip":
+                with open(source, "rb") as raw, gzip.GzipFile("", "wb", fileobj=out, mtime=0) as gz:
+                    shutil.copyfileobj(raw, gz, 1 << 20)
+            else:
+                images, labels = convert_omniglot_zip(source)
+                digest = hashlib.sha256(np.ascontiguousarray(images).tobytes())
+                digest.update(np.ascontiguousarray(labels.astype("<i8")).tobytes())
+                if resource.content_sha256 not in (None, digest.hexdigest()):
+                    warnings.warn(f"{target.name}: converted arrays differ from the reference "
+                                  "copy's (ordering or decoding may differ)", stacklevel=4)  # fmt: skip
+                np.savez_compressed(out, images=images, labels=labels)
+        if not verify_file(resource, tmp):
+            raise ValueError(f"converted {target.name} does not verify")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _get(
+    resource: Resource, target: Path, mirror: str | None, retries: int, downloader: Any
+) -> _Failures:
+    """Fetch one resource from the mirror, else from its official URLs (converting it)."""
+    if mirror is not None or resource.convert is None:
+        urls = [mirror + resource.path] if mirror is not None else resource.urls
+        return _fetch(urls, target, f"sha256:{resource.sha256}", retries, downloader)
+    if resource.source_checksum is None:
+        raise ValueError(f"{resource.path}: a converted resource needs a source_checksum")
+    source = target.with_name(f".{target.name}.source")
+    try:
+        failures = _fetch(resource.urls, source, resource.source_checksum, retries, downloader)
+        if not failures:
+            _convert(resource, source, target)
+        return failures
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        return [(f"converting {source.name}", error)]
+    finally:
+        source.unlink(missing_ok=True)
 
 
 def download(
@@ -401,132 +327,78 @@ def download(
     *,
     files: Sequence[str] | None = None,
     base_url: str | None = None,
-    force: bool = False,
     retries: int = 3,
-    backoff: float = 1.0,
     timeout: float = 60.0,
     progress: bool | None = None,
 ) -> list[Path]:
     """Fetch a data set's files into the data directory, verifying every file.
 
-    Files already present and verified are kept; corrupted ones are fetched again.
+    Files already present and verified are kept; a corrupted one is deleted (with a warning) and
+    fetched again.
 
     Args:
         group: a key of :data:`RESOURCES` (``"mnist"``, ``"fashion_mnist"``,
             ``"binarized_mnist"``, ``"omniglot"``) or a sequence of :class:`Resource`.
         data_dir: the data directory (see :func:`~simplexity_lab.data.paths.resolve_data_dir`).
         files: only these files (paths relative to the data dir, or file names).
-        base_url: a mirror of the data directory's layout; overrides ``SIMPLEXITY_DATA_MIRROR``.
-            Without either, the official sources are used.
-        force: fetch even files that are present and verified.
-        retries: extra attempts per URL after a failure (transient errors only), with exponential
-            backoff ``backoff * 2**k`` seconds (capped at 30 s).
-        backoff: first delay between attempts, in seconds.
+        base_url: a mirror of the data directory's layout; overrides ``$SIMPLEXITY_DATA_MIRROR``.
+            Without either, the official sources are used, in order.
+        retries: extra attempts per URL after a failed transfer or a wrong checksum (pooch's
+            ``retry_if_failed``: it waits 1 s, 2 s, ... up to 10 s between attempts).
         timeout: socket timeout per request, in seconds.
-        progress: print progress for large files on stderr; ``None`` means when stderr is a TTY.
+        progress: show a progress bar per file (only when ``tqdm`` is installed); ``None`` means
+            when stderr is a terminal.
 
     Returns:
         The absolute paths of the group's (selected) files.
 
     Raises:
-        DownloadError: one line naming the files still missing, the data dir and the last error.
+        DownloadError: one line naming the data set, the missing files, the data dir, the URLs
+            tried, the last error and how to place the files by hand.
     """
+    import pooch  # lazily: keeps ``import simplexity_lab.data`` light
+    import requests  # pooch's HTTP client
+
     label, resources = _select(group, files)
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ValueError(f"retries must be an int >= 0, got {retries!r}")
-    if not backoff >= 0 or not timeout > 0:
-        raise ValueError(f"backoff must be >= 0 and timeout > 0, got {backoff}, {timeout}")
+    check_int("retries", retries, min=0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
     show = sys.stderr.isatty() if progress is None else bool(progress)
+    show = show and importlib.util.find_spec("tqdm") is not None
+    downloader = pooch.HTTPDownloader(
+        progressbar=show, timeout=timeout, headers={"User-Agent": "simplexity-data"}
+    )
     root = resolve_data_dir(data_dir)
     mirror = _mirror(base_url)
-    failed: list[Path] = []
-    errors: list[str] = []
+    missing: list[Path] = []
+    failures: _Failures = []
     offline = False
     for resource in resources:
         target = root / resource.path
-        if not force and verify_file(resource, target):
+        if verify_file(resource, target):
             continue
         if target.exists():
             warnings.warn(f"{target} failed its checksum; fetching it again", stacklevel=2)
-        if offline:
-            failed.append(target)
-            continue
-        if show:
-            sys.stderr.write(f"downloading {resource.path} into {root}\n")
-        error = _get(resource, target, mirror, retries=retries, backoff=backoff,
-                     timeout=timeout, progress=show)  # fmt: skip
-        if error is not None:
-            failed.append(target)
-            errors.append(error.message)
+            target.unlink()  # a corrupted file is never used, even if fetching it fails
+        new = [] if offline else _get(resource, target, mirror, retries, downloader)
+        if offline or new:
+            missing.append(target)
+            failures += new
             # No server answered at all: the network is unreachable, so do not wait on the rest.
-            offline = not error.reached
-    if failed:
-        where = f"mirror {mirror}" if mirror else "the official sources"
+            offline = all(isinstance(e, requests.ConnectionError) for _, e in failures)
+    if missing:
+        tried = ", ".join(dict.fromkeys(url for url, _ in failures if "://" in url))
         hint = (
-            f"could not fetch them from {where} (last error: {errors[-1]}); copy them there from a "
-            f"machine that is online (or from ../shared/data), or set ${ENV_MIRROR} to a server "
-            "with the same layout"
+            f"could not fetch them (tried {tried}; last error: {_one_line(failures[-1][1])}); "
+            "place them there by hand (downloaded from those URLs, or copied from "
+            f"../shared/data or another machine), or set ${ENV_MIRROR} to a server with the same "
+            "layout"
         )
-        raise DownloadError(missing_files_message(label, failed, data_dir, hint=hint))
+        raise DownloadError(missing_files_message(label, missing, data_dir, hint=hint))
     return [root / r.path for r in resources]
 
 
 _download = download  # ensure_files' ``download`` flag shadows the function's name
-
-
-def _get(
-    resource: Resource,
-    target: Path,
-    mirror: str | None,
-    *,
-    retries: int,
-    backoff: float,
-    timeout: float,
-    progress: bool,
-) -> _Failure | None:
-    kwargs = {"retries": retries, "backoff": backoff, "timeout": timeout, "progress": progress}
-    if mirror is not None:
-        return _fetch(
-            [mirror + resource.path], target, lambda p: verify_file(resource, p), **kwargs
-        )
-    if resource.convert is None:
-        return _fetch(resource.urls, target, lambda p: verify_file(resource, p), **kwargs)
-    if resource.source_checksum is None:
-        raise ValueError(f"{resource.path}: a converted resource needs a source_checksum")
-    algorithm, value = _split_checksum(resource.source_checksum)
-    # The official file goes to a hidden name next to the target, then is converted atomically.
-    source = target.with_name(f".{resource.urls[0].rsplit('/', 1)[-1]}.source")
-    try:
-        error = _fetch(resource.urls, source, lambda p: _file_digest(p, algorithm) == value,
-                       **kwargs)  # fmt: skip
-        if error is not None:
-            return error
-        if progress:
-            sys.stderr.write(f"  converting {source.name} -> {target.name}\n")
-        with _atomic_target(target) as (out, _):
-            if resource.convert == "gzip":
-                with (
-                    open(source, "rb") as raw,
-                    gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0) as packed,
-                ):
-                    shutil.copyfileobj(raw, packed, _CHUNK)
-            else:
-                images, labels = convert_omniglot_zip(source)
-                if resource.content_sha256 and _arrays_digest(images, labels) != (
-                    resource.content_sha256
-                ):
-                    warnings.warn(
-                        f"{target.name}: converted arrays differ from the reference copy's "
-                        "content hash (ordering or decoding may differ)",
-                        stacklevel=3,
-                    )
-                np.savez_compressed(out, images=images, labels=labels)
-        if not verify_file(resource, target):
-            target.unlink(missing_ok=True)
-            return _Failure(f"converted {target.name} does not verify", reached=True)
-        return None
-    finally:
-        source.unlink(missing_ok=True)
 
 
 def ensure_files(
