@@ -15,8 +15,14 @@ NAMES = ["softmax", "sparsemax", "entmax15", "entmax_bisect", "ev_softmax"]
 
 def test_names():
     assert set(NAMES) <= set(normalizers.names())
-    with pytest.raises(ValueError, match="unknown normalizer 'nope'"):
+    assert "posthoc_evidential" in normalizers.names()
+    with pytest.raises(ValueError, match="unknown normalizer 'nope'; expected one of: softmax, "):
         normalizers.get("nope")
+    with pytest.raises(ValueError, match="unknown normalizer 'nope'; expected one of: softmax, "):
+        normalizers.check_name("nope")
+    assert normalizers.check_name("ev_softmax") == "ev_softmax"
+    with pytest.raises(ValueError, match="already registered"):
+        normalizers.register("softmax")(lambda: None)
     with pytest.raises(TypeError, match="bad options for normalizer 'softmax'"):
         normalizers.get("softmax", alpha=2.0)
     with pytest.raises(ValueError, match="alpha"):
@@ -109,21 +115,111 @@ def test_ev_softmax_training_form_and_module():
         normalizers.get("ev_softmax", eps=-1.0)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_normalizers_pickle_and_label_smoothing(name):
+@pytest.mark.parametrize("name", normalizers.names())
+def test_every_registered_normalizer_pickles(name):
     import pickle
 
-    norm = pickle.loads(pickle.dumps(normalizers.get(name)))
+    original = normalizers.get(name)
+    norm = pickle.loads(pickle.dumps(original))
+    assert norm.name == original.name and norm.options == original.options
+    assert norm.posthoc_evidential == original.posthoc_evidential
     x = torch.randn(3, 5)
-    torch.testing.assert_close(norm(x), normalizers.get(name)(x))
-    torch.testing.assert_close(norm.log(x), normalizers.get(name).log(x))
-    pickle.dumps(norm.module())
+    for training in (False, True):
+        torch.testing.assert_close(norm(x, training=training), original(x, training=training))
+        torch.testing.assert_close(
+            norm.log(x, training=training), original.log(x, training=training)
+        )
     y = torch.tensor([0, 1, 2])
-    if name in ("softmax", "ev_softmax"):
-        smooth = norm.loss(x, y, label_smoothing=0.1)
+    torch.testing.assert_close(norm.loss(x, y), original.loss(x, y))
+    module = pickle.loads(pickle.dumps(norm.module()))
+    torch.testing.assert_close(module(x), original(x, training=True))
+
+
+@pytest.mark.parametrize("name", normalizers.names())
+def test_label_smoothing_is_the_mixture_of_per_class_losses(name):
+    # (1 - lam) L(y) + lam / K sum_k L(k), as torch's cross_entropy defines it, for every loss
+    norm = normalizers.get(name)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 5, dtype=torch.float64, generator=g)
+    y = torch.randint(5, (6,), generator=g)
+    y[2] = -100
+    lam = 0.3
+    per_class = torch.stack(
+        [norm.loss(x, torch.full_like(y, c), reduction="none") for c in range(5)], -1
+    )
+    keep = y != -100
+    plain = norm.loss(x, y, reduction="none")
+    expected = torch.where(keep, (1 - lam) * plain + lam * per_class.mean(-1), 0.0)
+    torch.testing.assert_close(norm.loss(x, y, reduction="none", label_smoothing=lam), expected)
+    torch.testing.assert_close(norm.loss(x, y, label_smoothing=lam), expected.sum() / keep.sum())
+    torch.testing.assert_close(
+        norm.loss(x, y, reduction="sum", label_smoothing=lam), expected.sum()
+    )
+
+
+def test_likelihood_label_smoothing_is_the_smoothed_cross_entropy():
+    x, y = torch.randn(3, 5, dtype=torch.float64), torch.tensor([0, 1, 2])
+    for name in ("softmax", "ev_softmax"):
+        norm = normalizers.get(name)
         logp = norm.log(x, training=True)
         nll = -logp.gather(1, y[:, None]).squeeze(1)
-        torch.testing.assert_close(smooth, (0.9 * nll - 0.1 * logp.mean(-1)).mean())
-    else:
-        with pytest.raises(ValueError, match="label_smoothing"):
-            norm.loss(x, y, label_smoothing=0.1)
+        torch.testing.assert_close(
+            norm.loss(x, y, label_smoothing=0.1), (0.9 * nll - 0.1 * logp.mean(-1)).mean()
+        )
+
+
+@pytest.mark.parametrize("name", normalizers.names())
+def test_loss_arguments_are_checked_the_same_way(name):
+    norm = normalizers.get(name)
+    x, y = torch.randn(3, 5), torch.tensor([0, 1, 2])
+    with pytest.raises(ValueError, match="reduction must be 'mean', 'sum' or 'none'"):
+        norm.loss(x, y, reduction="avg")
+    for bad in (-0.1, 1.5, True):
+        with pytest.raises(ValueError, match=r"label_smoothing must be a number in \[0, 1\]"):
+            norm.loss(x, y, label_smoothing=bad)
+    with pytest.raises(TypeError, match="ignore_index must be an int"):
+        norm.loss(x, y, ignore_index=1.5)
+    with pytest.raises(ValueError, match=r"target must hold integer class indices of shape \(3,\)"):
+        norm.loss(x, y[:2])
+    with pytest.raises(ValueError, match=r"in \[0, 5\) or equal ignore_index=-100"):
+        norm.loss(x, torch.tensor([0, 5, 1]))
+    with pytest.raises(ValueError, match=r"input must have shape \(N, C\)"):
+        norm.loss(x[0], y[0])
+
+
+def test_ev_softmax_loss_module_checks_its_options_at_construction():
+    with pytest.raises(ValueError, match="label_smoothing"):
+        normalizers.EvSoftmaxLoss(label_smoothing=-0.1)
+    with pytest.raises(ValueError, match="reduction"):
+        normalizers.EvSoftmaxLoss(reduction="avg")
+
+
+def test_capabilities_are_attributes_not_names():
+    caps = {
+        name: (norm.sparse, norm.has_training_form, norm.native_log, norm.posthoc_evidential)
+        for name in normalizers.names()
+        for norm in [normalizers.get(name)]
+    }
+    assert caps["softmax"] == (False, False, True, False)
+    assert caps["ev_softmax"] == (True, True, True, False)
+    assert caps["sparsemax"] == (True, False, False, False)
+    assert caps["posthoc_evidential"] == (True, False, True, True)
+    # on bare logits the post-hoc evidential normalizer is the softmax (a layer applies the filter)
+    x = torch.randn(4, 6)
+    post, soft = normalizers.get("posthoc_evidential"), normalizers.get("softmax")
+    torch.testing.assert_close(post(x), soft(x))
+    torch.testing.assert_close(post.loss(x, torch.arange(4)), soft.loss(x, torch.arange(4)))
+
+
+def test_resolve():
+    norm = normalizers.get("sparsemax")
+    assert normalizers.resolve(norm) is norm
+    assert normalizers.resolve("ev_softmax", {"eps": 0.5}).options == {"eps": 0.5}
+    with pytest.raises(ValueError, match="normalizer_options"):
+        normalizers.resolve(norm, {"eps": 0.5})
+    with pytest.raises(TypeError, match="normalizer_options must be a dict"):
+        normalizers.resolve("softmax", [1])
+    with pytest.raises(TypeError, match="normalizer must be a registry name"):
+        normalizers.resolve(3)
+    with pytest.raises(ValueError, match="unknown normalizer 'x'"):
+        normalizers.resolve("x")

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from simplexity import normalizers
-from simplexity.nn.output import NormalizedOutput, output_layer, output_names
+from simplexity.nn.output import NormalizedOutput, output_layer
 
 NAMES = normalizers.names()
 DT = torch.float64
@@ -79,7 +79,10 @@ def test_train_eval_switch(name):
     torch.testing.assert_close(layer.probs(h), norm(layer(h), training=True))
     layer.eval()
     p = layer.probs(h)
-    torch.testing.assert_close(p, norm(layer(h)))
+    mask = None
+    if norm.posthoc_evidential:  # eval: the softmax on the layer's evidential support
+        mask = normalizers.evidential_support(h, layer.weight, layer.bias, layer.feature_mean)
+    torch.testing.assert_close(p, norm(layer(h), mask=mask))
     torch.testing.assert_close(p.sum(-1), torch.ones(8, dtype=DT))
     logp = layer.log_probs(h)
     torch.testing.assert_close(logp.exp(), p)
@@ -103,7 +106,8 @@ def test_class_mask():
 
 def test_posthoc_name_trains_as_softmax_and_evaluates_with_the_filter():
     layer = make("posthoc_evidential", f=6, k=9)
-    assert layer.posthoc_evidential and layer.normalizer.name == "softmax"
+    assert layer.posthoc_evidential and layer.normalizer.posthoc_evidential
+    assert not make("softmax").posthoc_evidential
     h = torch.randn(50, 6, dtype=DT) + 0.5
     y = torch.randint(9, (50,))
     layer.train()
@@ -116,7 +120,10 @@ def test_posthoc_name_trains_as_softmax_and_evaluates_with_the_filter():
     assert bool((layer.probs(h) == 0).any())  # the filter drops classes
     # eval loss is still the training loss (softmax cross-entropy)
     torch.testing.assert_close(layer.loss(h, y), F.cross_entropy(layer(h), y))
-    assert "posthoc_evidential" in output_names()
+    # the registered Normalizer object gives the same layer as its name
+    same = NormalizedOutput(6, 9, normalizer=normalizers.get("posthoc_evidential")).to(DT).eval()
+    same.load_state_dict(layer.state_dict())
+    torch.testing.assert_close(same.probs(h), expected)
 
 
 def test_posthoc_support_contains_ev_softmax_and_equals_it_with_one_feature():
@@ -188,12 +195,12 @@ def test_gradcheck_ev_softmax_loss_through_layer():
 def test_bad_input_raises_clear_errors():
     with pytest.raises(ValueError, match="unknown normalizer"):
         output_layer("softermax", 3, 4)
-    with pytest.raises(ValueError, match="must be 'softmax'"):
-        NormalizedOutput(3, 4, normalizer="sparsemax", posthoc_evidential=True)
     with pytest.raises(TypeError, match="normalizer must be"):
         NormalizedOutput(3, 4, normalizer=3)
     with pytest.raises(ValueError, match="in_features"):
         NormalizedOutput(0, 4)
+    with pytest.raises(TypeError, match="num_classes"):
+        NormalizedOutput(3, 4.0)
     with pytest.raises(ValueError, match="momentum"):
         NormalizedOutput(3, 4, momentum=0.0)
     layer = NormalizedOutput(3, 4)
@@ -212,11 +219,18 @@ def test_bad_input_raises_clear_errors():
         layer.loss(h, torch.tensor([0, 1]), reduction="avg")
     with pytest.raises(ValueError, match="label_smoothing"):
         layer.loss(h, torch.tensor([0, 1]), label_smoothing=1.5)
+    # a rejected loss call leaves the running feature mean untouched
+    layer.train()
+    before = (layer.feature_mean.clone(), int(layer.num_batches_tracked))
+    with pytest.raises(ValueError, match=r"in \[0, 4\)"):
+        layer.loss(h, torch.tensor([0, 4]))
+    assert torch.equal(layer.feature_mean, before[0])
+    assert int(layer.num_batches_tracked) == before[1]
     with pytest.raises(TypeError, match="mask must be a boolean"):
         layer.probs(h, torch.ones(4))
 
 
-@pytest.mark.parametrize("name", ["ev_softmax", "sparsemax", "posthoc_evidential"])
+@pytest.mark.parametrize("name", NAMES)
 def test_layer_survives_torch_save_and_load(name):
     import io
 
@@ -228,3 +242,33 @@ def test_layer_survives_torch_save_and_load(name):
     h = torch.randn(3, 4)
     torch.testing.assert_close(loaded.probs(h), layer.probs(h))
     assert loaded.posthoc_evidential == layer.posthoc_evidential
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_layer_pickles(name):
+    import pickle
+
+    layer = output_layer(
+        name, 4, 5, normalizer_options={"eps": 0.1} if name == "ev_softmax" else None
+    )
+    layer.train()
+    layer(torch.randn(6, 4))  # a tracked feature mean
+    loaded = pickle.loads(pickle.dumps(layer))
+    assert loaded.normalizer.name == name and loaded.normalizer.options == layer.normalizer.options
+    h = torch.randn(3, 4)
+    for mode in (True, False):
+        layer.train(mode), loaded.train(mode)
+        torch.testing.assert_close(loaded.probs(h), layer.probs(h))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_multihead_attention_with_a_registry_normalizer_pickles(name):
+    import pickle
+
+    from simplexity.nn import MultiheadAttention
+
+    mha = MultiheadAttention(8, 2, batch_first=True, normalizer=name).eval()
+    loaded = pickle.loads(pickle.dumps(mha))
+    assert loaded.normalizer.name == name
+    x = torch.randn(2, 3, 8)
+    torch.testing.assert_close(loaded(x, x, x)[0], mha(x, x, x)[0])

@@ -31,33 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from simplexity._checks import check_floating, check_tensor
-from simplexity.nn.attention import _PicklableNormalizer
-from simplexity.normalizers import (
-    Normalizer,
-    ev_softmax_loss,
-    evidential_support,
-    get,
-    names,
-)
+from simplexity._checks import check_floating, check_int, check_tensor
+from simplexity.normalizers import Normalizer, evidential_support, resolve
 
-__all__ = ["POSTHOC_EVIDENTIAL", "NormalizedOutput", "output_layer", "output_names"]
-
-POSTHOC_EVIDENTIAL = "posthoc_evidential"
-
-# Fenchel–Young losses of the sparse maps (entmax's convention Omega(e_y) = 0): L(x; e_k) = L(x; e_y)
-# + x_y - x_k, so label smoothing has a closed form (see NormalizedOutput.loss).
-_FENCHEL_YOUNG = ("sparsemax", "entmax15", "entmax_bisect")
-
-
-def output_names() -> list[str]:
-    """Names accepted by :func:`output_layer`: the normalizers and ``"posthoc_evidential"``.
-
-    Example:
-        >>> "posthoc_evidential" in output_names() and "ev_softmax" in output_names()
-        True
-    """
-    return sorted([*names(), POSTHOC_EVIDENTIAL])
+__all__ = ["NormalizedOutput", "output_layer"]
 
 
 def output_layer(name: str, in_features: int, num_classes: int, **options: Any) -> NormalizedOutput:
@@ -68,7 +45,7 @@ def output_layer(name: str, in_features: int, num_classes: int, **options: Any) 
     Example:
         >>> layer = output_layer("posthoc_evidential", 4, 3)
         >>> layer.normalizer.name, layer.posthoc_evidential
-        ('softmax', True)
+        ('posthoc_evidential', True)
     """
     return NormalizedOutput(in_features, num_classes, normalizer=name, **options)
 
@@ -85,7 +62,7 @@ def _check_momentum(momentum: float | None) -> float | None:
     return float(momentum)
 
 
-class NormalizedOutput(_PicklableNormalizer, nn.Linear):
+class NormalizedOutput(nn.Linear):
     r"""Linear output layer with a named normalizer, its distribution and its training loss.
 
     Layout: features ``h`` are (..., F) with features last; logits and probabilities are (..., K)
@@ -95,12 +72,11 @@ class NormalizedOutput(_PicklableNormalizer, nn.Linear):
     Args:
         in_features: F.
         num_classes: K.
-        normalizer: registry name (``"softmax"``, ``"sparsemax"``, ``"entmax15"``, ``"entmax_bisect"``,
-            ``"ev_softmax"``), ``"posthoc_evidential"`` (softmax with ``posthoc_evidential=True``), or a
+        normalizer: a registry name (``"softmax"``, ``"sparsemax"``, ``"entmax15"``,
+            ``"entmax_bisect"``, ``"ev_softmax"``, ``"posthoc_evidential"``) or a
             :class:`~simplexity.normalizers.Normalizer`.
         normalizer_options: options for the registry (e.g. ``{"eps": 1e-6}`` for ev-softmax).
         bias: learn a bias.
-        posthoc_evidential: evaluate with the post-hoc evidential filter (requires softmax).
         momentum: weight of the current batch in the running feature mean; None for the cumulative
             average over all training batches (as ``nn.BatchNorm1d``).
 
@@ -131,49 +107,27 @@ class NormalizedOutput(_PicklableNormalizer, nn.Linear):
         normalizer: str | Normalizer = "ev_softmax",
         normalizer_options: dict[str, Any] | None = None,
         bias: bool = True,
-        posthoc_evidential: bool = False,
         momentum: float | None = 0.1,
     ) -> None:
-        for arg, value in (("in_features", in_features), ("num_classes", num_classes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{arg} must be a positive int, got {value!r}")
+        check_int("in_features", in_features, min=1)
+        check_int("num_classes", num_classes, min=1)
         super().__init__(in_features, num_classes, bias=bias)
-        if normalizer == POSTHOC_EVIDENTIAL:
-            normalizer, posthoc_evidential = "softmax", True
-        if isinstance(normalizer, Normalizer):
-            if normalizer_options:
-                raise ValueError(
-                    "normalizer_options can only be given with a normalizer name, not a Normalizer"
-                )
-            self.normalizer = normalizer
-        elif isinstance(normalizer, str):
-            if normalizer not in names():
-                raise ValueError(
-                    f"unknown normalizer {normalizer!r}; expected one of {', '.join(output_names())}"
-                )
-            self.normalizer = get(normalizer, **(normalizer_options or {}))
-        else:
-            raise TypeError(
-                "normalizer must be a name (str) or a simplexity.normalizers.Normalizer, "
-                f"got {type(normalizer).__name__}"
-            )
-        self.posthoc_evidential = bool(posthoc_evidential)
-        if self.posthoc_evidential and self.normalizer.name != "softmax":
-            raise ValueError(
-                "posthoc_evidential=True filters a softmax layer: normalizer must be 'softmax', "
-                f"got {self.normalizer.name!r}"
-            )
+        self.normalizer = resolve(normalizer, normalizer_options)
         self.momentum = _check_momentum(momentum)
         self.register_buffer("feature_mean", torch.zeros(in_features))
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    @property
+    def posthoc_evidential(self) -> bool:
+        """Whether eval mode applies the post-hoc evidential filter (the normalizer says so)."""
+        return self.normalizer.posthoc_evidential
 
     @property
     def num_classes(self) -> int:
         return self.out_features
 
     def extra_repr(self) -> str:
-        text = f"{super().extra_repr()}, normalizer={self.normalizer.name!r}"
-        return text + (", posthoc_evidential=True" if self.posthoc_evidential else "")
+        return f"{super().extra_repr()}, normalizer={self.normalizer.name!r}"
 
     def _check_features(self, h: Tensor) -> None:
         check_floating("h", h)
@@ -282,59 +236,22 @@ class NormalizedOutput(_PicklableNormalizer, nn.Linear):
         """
         self._check_features(h)
         check_tensor("target", target)
+        if h.dim() < 2:
+            raise ValueError(f"h must have shape (N, ..., F), got {tuple(h.shape)}")
         if target.is_floating_point() or target.dtype == torch.bool or target.shape != h.shape[:-1]:
             raise ValueError(
                 f"target must hold integer class indices of shape {tuple(h.shape[:-1])} "
                 f"(h's shape without F), got {tuple(target.shape)} {target.dtype}"
             )
-        if h.dim() < 2:
-            raise ValueError(f"h must have shape (N, ..., F), got {tuple(h.shape)}")
-        if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-        if isinstance(label_smoothing, bool) or not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
-        keep = target != ignore_index
-        real = target[keep]
-        if real.numel() and bool(((real < 0) | (real >= self.num_classes)).any()):
-            raise ValueError(
-                f"target class indices must be in [0, {self.num_classes}) or equal "
-                f"ignore_index={ignore_index}"
-            )
-        logits = self(h, keep).movedim(-1, 1)
-        name = self.normalizer.name
-        if label_smoothing == 0.0:
-            return self.normalizer.loss(
-                logits, target, reduction=reduction, ignore_index=ignore_index
-            )
-        if name == "softmax":
-            # the registry's softmax loss does not take label_smoothing: torch's cross-entropy does
-            return F.cross_entropy(
-                logits,
-                target,
-                reduction=reduction,
-                ignore_index=ignore_index,
-                label_smoothing=label_smoothing,
-            )
-        if name == "ev_softmax":
-            return ev_softmax_loss(
-                logits,
-                target,
-                eps=self.normalizer.options.get("eps", 1e-6),
-                reduction=reduction,
-                ignore_index=ignore_index,
-                label_smoothing=label_smoothing,
-            )
-        if name not in _FENCHEL_YOUNG:
-            raise ValueError(
-                f"label_smoothing is not supported for normalizer {name!r} (supported: softmax, "
-                f"ev_softmax, {', '.join(_FENCHEL_YOUNG)})"
-            )
-        losses = self.normalizer.loss(logits, target, reduction="none", ignore_index=ignore_index)
-        safe = target.masked_fill(~keep, 0).unsqueeze(1)
-        gap = logits.gather(1, safe).squeeze(1) - logits.mean(1)
-        losses = losses + label_smoothing * torch.where(keep, gap, 0.0)
-        if reduction == "none":
-            return losses
-        if reduction == "sum":
-            return losses.sum()
-        return losses.sum() / keep.sum().clamp_min(1)
+        # the logits without the running-mean update, which waits for the loss's argument checks
+        logits = F.linear(h, self.weight, self.bias)
+        loss = self.normalizer.loss(
+            logits.movedim(-1, 1),
+            target,
+            reduction=reduction,
+            ignore_index=ignore_index,
+            label_smoothing=label_smoothing,
+        )
+        if self.training:
+            self._track(h, target != ignore_index)
+        return loss

@@ -1,8 +1,8 @@
 """Normalizers onto the simplex: ev-softmax, its baselines, post-hoc evidential sparsification, a registry.
 
 ``get(name, **options)`` returns a :class:`Normalizer` (map, log-space form, training loss) for
-``"softmax"``, ``"sparsemax"``, ``"entmax15"``, ``"entmax_bisect"`` (``alpha``) and ``"ev_softmax"``
-(``eps``).
+``"softmax"``, ``"sparsemax"``, ``"entmax15"``, ``"entmax_bisect"`` (``alpha``), ``"ev_softmax"``
+(``eps``) and ``"posthoc_evidential"`` (a softmax layer evaluated with the post-hoc evidential filter).
 """
 
 from simplexity.normalizers.baselines import (
@@ -36,6 +36,7 @@ from simplexity.normalizers.registry import (
     get,
     names,
     register,
+    resolve,
 )
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "names",
     "posthoc_evidential",
     "register",
+    "resolve",
     "singleton_log_masses",
     "softmax",
     "softmax_loss",

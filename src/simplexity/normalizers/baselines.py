@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from simplexity._checks import check_dim, check_floating, check_mask, check_tensor
+from simplexity._checks import check_dim, check_floating, check_mask
+from simplexity.normalizers._losses import check_loss_args, reduce
 
 __all__ = [
     "entmax15",
@@ -81,29 +82,6 @@ def entmax_bisect(
     )
 
 
-def _check_loss_args(input: Tensor, target: Tensor, reduction: str, ignore_index: int) -> None:
-    check_floating("input", input)
-    check_tensor("target", target)
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-    if input.dim() < 2:
-        raise ValueError(
-            f"input must have shape (N, C) or (N, C, d1, ...) with classes on dim 1, got {tuple(input.shape)}"
-        )
-    expected = input.shape[:1] + input.shape[2:]
-    if target.is_floating_point() or target.dtype == torch.bool or target.shape != expected:
-        raise ValueError(
-            f"target must hold integer class indices of shape {tuple(expected)}, "
-            f"got {tuple(target.shape)} {target.dtype}"
-        )
-    num_classes = input.shape[1]
-    real = target[target != ignore_index]
-    if real.numel() and bool(((real < 0) | (real >= num_classes)).any()):
-        raise ValueError(
-            f"target class indices must be in [0, {num_classes}) or equal ignore_index={ignore_index}"
-        )
-
-
 def fenchel_young_loss(
     per_row: Callable[[Tensor, Tensor], Tensor],
     input: Tensor,
@@ -111,24 +89,38 @@ def fenchel_young_loss(
     *,
     reduction: str = "mean",
     ignore_index: int = -100,
+    label_smoothing: float = 0.0,
 ) -> Tensor:
-    """Apply a per-row loss ``per_row(X (n, C), y (n,)) -> (n,)`` in ``CrossEntropyLoss``'s layout.
+    r"""Apply a per-row Fenchel–Young loss ``per_row(X (n, C), y (n,)) -> (n,)`` in ``CrossEntropyLoss``'s layout.
 
     Classes are on dim 1 of ``input``; entries whose target equals ``ignore_index`` contribute 0 and are
-    left out of the mean.
+    left out of the mean. ``label_smoothing`` :math:`\lambda` gives, as for ``cross_entropy``,
+    :math:`(1-\lambda) L(v; e_y) + \frac{\lambda}{C}\sum_k L(v; e_k)`: with the convention
+    :math:`\Omega(e_k) = 0` a Fenchel–Young loss has :math:`L(v; e_k) = L(v; e_y) + v_y - v_k`, so this is
+    :math:`L(v; e_y) + \lambda (v_y - \bar v)`, the loss of the smoothed target up to a constant.
+
+    References:
+        Blondel, Martins, Niculae. "Learning with Fenchel-Young Losses", JMLR 2020.
     """
-    _check_loss_args(input, target, reduction, ignore_index)
+    label_smoothing = check_loss_args(
+        input,
+        target,
+        reduction=reduction,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+    )
     flat = input.movedim(1, -1).reshape(-1, input.shape[1])
     y = target.reshape(-1)
     keep = y != ignore_index
     losses = flat.new_zeros(y.shape)
     if bool(keep.any()):
-        losses = losses.masked_scatter(keep, per_row(flat[keep], y[keep]))
-    if reduction == "none":
-        return losses.reshape(target.shape)
-    if reduction == "sum":
-        return losses.sum()
-    return losses.sum() / keep.sum().clamp_min(1)
+        rows, labels = flat[keep], y[keep]
+        kept = per_row(rows, labels)
+        if label_smoothing:
+            gap = rows.gather(1, labels[:, None]).squeeze(1) - rows.mean(1)
+            kept = kept + label_smoothing * gap
+        losses = losses.masked_scatter(keep, kept)
+    return reduce(losses.reshape(target.shape), keep.reshape(target.shape), reduction)
 
 
 def softmax_loss(
@@ -140,7 +132,13 @@ def softmax_loss(
     label_smoothing: float = 0.0,
 ) -> Tensor:
     """Cross-entropy (torch's), with the same argument checks as the other losses."""
-    _check_loss_args(input, target, reduction, ignore_index)
+    label_smoothing = check_loss_args(
+        input,
+        target,
+        reduction=reduction,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+    )
     return F.cross_entropy(
         input,
         target,
@@ -151,7 +149,12 @@ def softmax_loss(
 
 
 def sparsemax_loss(
-    input: Tensor, target: Tensor, *, reduction: str = "mean", ignore_index: int = -100
+    input: Tensor,
+    target: Tensor,
+    *,
+    reduction: str = "mean",
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
 ) -> Tensor:
     """Sparsemax (Fenchel–Young) loss."""
     return fenchel_young_loss(
@@ -160,11 +163,17 @@ def sparsemax_loss(
         target,
         reduction=reduction,
         ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
     )
 
 
 def entmax15_loss(
-    input: Tensor, target: Tensor, *, reduction: str = "mean", ignore_index: int = -100
+    input: Tensor,
+    target: Tensor,
+    *,
+    reduction: str = "mean",
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
 ) -> Tensor:
     """1.5-entmax (Fenchel–Young) loss."""
     return fenchel_young_loss(
@@ -173,6 +182,7 @@ def entmax15_loss(
         target,
         reduction=reduction,
         ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
     )
 
 
@@ -184,6 +194,7 @@ def entmax_bisect_loss(
     n_iter: int = 50,
     reduction: str = "mean",
     ignore_index: int = -100,
+    label_smoothing: float = 0.0,
 ) -> Tensor:
     r""":math:`\alpha`-entmax (Fenchel–Young) loss, the map computed by bisection."""
     if not alpha > 1:
@@ -194,4 +205,5 @@ def entmax_bisect_loss(
         target,
         reduction=reduction,
         ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
     )

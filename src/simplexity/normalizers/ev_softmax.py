@@ -41,9 +41,9 @@ from simplexity._checks import (
     check_floating,
     check_mask,
     check_nonnegative,
-    check_tensor,
 )
 from simplexity.normalizers._fused import fused_ev_softmax
+from simplexity.normalizers._losses import check_loss_args, check_loss_options
 
 __all__ = [
     "EvSoftmax",
@@ -243,34 +243,15 @@ def ev_softmax_loss(
         >>> ev_softmax_loss(x, torch.tensor([0]), eps=0.0)
         tensor(0.)
     """
-    check_floating("input", input)
-    check_tensor("target", target)
     eps = check_nonnegative("eps", eps)
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
-    if input.dim() < 2:
-        raise ValueError(
-            f"input must have shape (N, C) or (N, C, d1, ...) with classes on dim 1, got {tuple(input.shape)}"
-        )
-    num_classes = input.shape[1]
-    if target.is_floating_point():
-        if target.shape != input.shape:
-            raise ValueError(
-                f"probability targets must have input's shape {tuple(input.shape)}, got {tuple(target.shape)}"
-            )
-    else:
-        if target.dtype == torch.bool or target.shape != input.shape[:1] + input.shape[2:]:
-            raise ValueError(
-                f"target must hold class indices of shape {tuple(input.shape[:1] + input.shape[2:])} "
-                f"(or probabilities of shape {tuple(input.shape)}), got {tuple(target.shape)} {target.dtype}"
-            )
-        real = target[target != ignore_index]
-        if real.numel() and bool(((real < 0) | (real >= num_classes)).any()):
-            raise ValueError(
-                f"target class indices must be in [0, {num_classes}) or equal ignore_index={ignore_index}"
-            )
+    label_smoothing = check_loss_args(
+        input,
+        target,
+        reduction=reduction,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+        probabilities=True,
+    )
     # cross_entropy(z) = -log evsoftmax_eps(input): softmax is shift invariant and the offsets are
     # constants, so autograd through z gives the paper's closed form (Eq. 12 in the eps -> 0 limit).
     z, _ = _shifted_logits(input, 1, None, eps)
@@ -325,11 +306,9 @@ class EvSoftmaxLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.eps = check_nonnegative("eps", eps)
-        if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        self.label_smoothing = check_loss_options(reduction, ignore_index, label_smoothing)
         self.reduction = reduction
         self.ignore_index = ignore_index
-        self.label_smoothing = label_smoothing
         self.register_buffer("weight", weight)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:

@@ -1,11 +1,20 @@
-"""The registry of normalizers by name: the map, its log-space form and its training loss.
+"""The registry of normalizers by name: the map, its log-space form, its training loss, what it can do.
 
 Models pick a normalizer by name (``"softmax"``, ``"sparsemax"``, ``"entmax15"``, ``"entmax_bisect"``,
-``"ev_softmax"``) and call the returned :class:`Normalizer` the same way whichever it is.
+``"ev_softmax"``, and ``"posthoc_evidential"``, the post-hoc evidential filter of a softmax layer) and
+call the returned :class:`Normalizer` the same way whichever it is; what differs between them is read
+from its attributes, never from its name.
+
+References:
+    Chen, Itkina, Senanayake, Kochenderfer. "Evidential Softmax for Sparse Multimodal Distributions in
+    Deep Generative Models", NeurIPS 2021 (arXiv:2110.14182).
+    Itkina, Ivanovic, Senanayake, Kochenderfer, Pavone. "Evidential Sparsification of Multimodal Latent
+    Spaces in Conditional Variational Autoencoders", NeurIPS 2020.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -16,10 +25,11 @@ import torch
 from torch import Tensor, nn
 
 from simplexity._checks import check_nonnegative
+from simplexity._registry import Registry
 from simplexity.normalizers import baselines
 from simplexity.normalizers.ev_softmax import ev_softmax, ev_softmax_loss, log_ev_softmax
 
-__all__ = ["Normalizer", "NormalizerModule", "check_name", "get", "names", "register"]
+__all__ = ["Normalizer", "NormalizerModule", "check_name", "get", "names", "register", "resolve"]
 
 Mapping = Callable[..., Tensor]
 
@@ -45,13 +55,28 @@ def _log_softmax(x: Tensor, dim: int = -1, *, mask: Tensor | None = None) -> Ten
 
 @dataclass(frozen=True)
 class Normalizer:
-    """A named normalization onto the simplex.
+    r"""A named normalization onto the simplex, and what it can do.
+
+    The capabilities are attributes, so that layers and models ask the normalizer rather than compare
+    its name:
+
+    - the exact map: ``normalizer(x, dim, mask=...)``;
+    - :attr:`has_training_form`: a full-support training family (ev-softmax's
+      :math:`\operatorname{evsoftmax}_\epsilon`), used with ``training=True``;
+    - :attr:`native_log`: whether :meth:`log` is computed in log space (else it is the log of the map);
+    - :meth:`loss`: its training loss, in ``CrossEntropyLoss``'s layout, with ``label_smoothing``;
+    - :attr:`sparse`: whether the map can return exact zeros;
+    - :attr:`posthoc_evidential`: whether its eval form is the softmax restricted to the classes that
+      the post-hoc evidential filter of Itkina et al. (2020) keeps. That filter reads the weights of
+      the linear layer that computes the logits, so only a layer that owns them applies it
+      (:class:`~simplexity.nn.NormalizedOutput`, attention); on bare logits the map is the softmax.
 
     Attributes:
         name: registry name.
         sparse: whether the map can return exact zeros.
         native_log: whether :meth:`log` is computed in log space (else it is the log of the output).
         options: the options it was built with.
+        posthoc_evidential: whether a layer evaluates it with the post-hoc evidential filter.
     """
 
     name: str
@@ -63,6 +88,12 @@ class Normalizer:
     options: dict[str, Any] = field(default_factory=dict)
     train_mapping: Mapping | None = field(default=None, repr=False)
     train_log_mapping: Mapping | None = field(default=None, repr=False)
+    posthoc_evidential: bool = False
+
+    @property
+    def has_training_form(self) -> bool:
+        """Whether ``training=True`` selects a training form (a full-support family) of the map."""
+        return self.train_mapping is not None
 
     def __call__(
         self, x: Tensor, dim: int = -1, *, mask: Tensor | None = None, training: bool = False
@@ -91,22 +122,27 @@ class Normalizer:
         ignore_index: int = -100,
         label_smoothing: float = 0.0,
     ) -> Tensor:
-        """The training loss, in ``CrossEntropyLoss``'s layout (classes on dim 1, index targets).
+        r"""The training loss, in ``CrossEntropyLoss``'s layout (classes on dim 1, index targets).
 
-        ``label_smoothing`` is supported by the likelihood losses (softmax, ev-softmax); the
-        Fenchel–Young losses of the sparse maps reject it rather than ignore it.
+        Cross-entropy for softmax, the negative log-likelihood of the training form for ev-softmax,
+        the Fenchel–Young loss for the sparse maps. ``label_smoothing`` :math:`\lambda` gives
+        :math:`(1-\lambda) L(y) + \frac{\lambda}{K}\sum_k L(k)` for every one of them (see
+        :func:`~simplexity.normalizers.baselines.fenchel_young_loss`).
+
+        Example:
+            >>> x, y = torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([0])
+            >>> get("sparsemax").loss(x, y)
+            tensor(0.)
+            >>> get("sparsemax").loss(x, y, label_smoothing=0.3)
+            tensor(0.5000)
         """
-        if label_smoothing:
-            if self.name not in ("softmax", "ev_softmax"):
-                raise ValueError(f"label_smoothing is not supported by the {self.name} loss")
-            return self.loss_fn(
-                input,
-                target,
-                reduction=reduction,
-                ignore_index=ignore_index,
-                label_smoothing=label_smoothing,
-            )
-        return self.loss_fn(input, target, reduction=reduction, ignore_index=ignore_index)
+        return self.loss_fn(
+            input,
+            target,
+            reduction=reduction,
+            ignore_index=ignore_index,
+            label_smoothing=label_smoothing,
+        )
 
     def module(self, dim: int = -1) -> NormalizerModule:
         """An ``nn.Module`` applying this normalizer (training form in training mode)."""
@@ -128,31 +164,27 @@ class NormalizerModule(nn.Module):
         return f"{self.normalizer.name}, dim={self.dim}"
 
 
-_FACTORIES: dict[str, Callable[..., Normalizer]] = {}
+_REGISTRY: Registry[Callable[..., Normalizer]] = Registry("normalizer")
 
 
 def register(name: str) -> Callable[[Callable[..., Normalizer]], Callable[..., Normalizer]]:
     """Decorator registering a factory ``(**options) -> Normalizer`` under ``name``."""
-
-    def decorate(factory: Callable[..., Normalizer]) -> Callable[..., Normalizer]:
-        if name in _FACTORIES:
-            raise ValueError(f"a normalizer named {name!r} is already registered")
-        _FACTORIES[name] = factory
-        return factory
-
-    return decorate
+    return _REGISTRY.register(name)
 
 
 def names() -> list[str]:
-    """The registered normalizer names."""
-    return sorted(_FACTORIES)
+    """The registered normalizer names, in registration order.
+
+    Example:
+        >>> names()[:2]
+        ['softmax', 'sparsemax']
+    """
+    return _REGISTRY.names()
 
 
 def check_name(name: str) -> str:
     """Return ``name`` if a normalizer is registered under it, else raise a ``ValueError`` listing them."""
-    if not isinstance(name, str) or name not in _FACTORIES:
-        raise ValueError(f"unknown normalizer {name!r}; expected one of {', '.join(names())}")
-    return name
+    return _REGISTRY.check(name)
 
 
 def get(name: str, **options: Any) -> Normalizer:
@@ -162,11 +194,36 @@ def get(name: str, **options: Any) -> Normalizer:
         >>> get("ev_softmax")(torch.tensor([1.0, 0.0, -1.0]))
         tensor([0.7311, 0.2689, 0.0000])
     """
-    check_name(name)
+    factory = _REGISTRY[name]
     try:
-        return _FACTORIES[name](**options)
+        return factory(**options)
     except TypeError as error:
         raise TypeError(f"bad options for normalizer {name!r}: {error}") from None
+
+
+def resolve(normalizer: str | Normalizer, options: dict[str, Any] | None = None) -> Normalizer:
+    """A :class:`Normalizer` from a registry name (built with ``options``) or as given.
+
+    Example:
+        >>> resolve("ev_softmax", {"eps": 1e-3}).options
+        {'eps': 0.001}
+        >>> resolve(get("sparsemax")).name
+        'sparsemax'
+    """
+    if options is not None and not isinstance(options, dict):
+        raise TypeError(f"normalizer_options must be a dict or None, got {type(options).__name__}")
+    if isinstance(normalizer, str):
+        return get(normalizer, **(options or {}))
+    if isinstance(normalizer, Normalizer):
+        if options:
+            raise ValueError(
+                "normalizer_options can only be given with a normalizer name, not a Normalizer"
+            )
+        return normalizer
+    raise TypeError(
+        "normalizer must be a registry name (str) or a simplexity.normalizers.Normalizer, "
+        f"got {type(normalizer).__name__}"
+    )
 
 
 @register("softmax")
@@ -235,4 +292,12 @@ def _ev_softmax(eps: float = 1e-6) -> Normalizer:
         options={"eps": eps},
         train_mapping=functools.partial(ev_softmax, eps=eps),
         train_log_mapping=functools.partial(log_ev_softmax, eps=eps),
+    )
+
+
+@register("posthoc_evidential")
+def _posthoc_evidential() -> Normalizer:
+    """Softmax in training; in eval, the softmax on the post-hoc evidential support of the layer."""
+    return dataclasses.replace(
+        _softmax(), name="posthoc_evidential", sparse=True, posthoc_evidential=True
     )
