@@ -14,6 +14,7 @@ before a docstring is parsed this extension rewrites
   leading ``.`` from the enclosing package, ``~`` shows the last component only. Targets outside the
   project (torch, the standard library) stay code, and so does a bare ``:meth:``/``:attr:`` name that
   does not resolve (it may be inherited from torch); any other bare name that does not resolve fails;
+- a reST simple table (columns under ``=====  =====`` rules) as a Markdown table;
 - a reST literal-block marker (a paragraph ending in ``::``) as a single colon;
 - an ``Example:`` section title as ``Examples:`` (Griffe's name for the section whose ``>>>`` lines are
   code; ``Example:`` would be an admonition rendered as Markdown);
@@ -39,6 +40,7 @@ _STRICT_ROLES = ("class", "func", "mod", "data", "exc")
 _ROLE = re.compile(r":(?:py:)?(?P<role>[a-z]+):`(?P<target>[^`]+)`")
 _MATH_DIRECTIVE = re.compile(r"^(?P<indent>[ \t]*)\.\. math::[ \t]*(?P<rest>.*)$")
 _LITERAL_MARKER = re.compile(r"(?<=\S)::$")
+_TABLE_RULE = re.compile(r"^(?P<indent>[ \t]*)=+(?:[ \t]+=+)+[ \t]*$")
 _EXAMPLE_TITLE = re.compile(r"^Example:[ \t]*$", flags=re.MULTILINE)
 _ARGS_TITLES = (
     "Args:",
@@ -83,6 +85,47 @@ def _math_blocks(text: str) -> str:
         out += [f"{indent}\\[", *(f"{indent}    {line}" for line in body), f"{indent}\\]", ""]
         if i < len(lines) and not lines[i].strip():
             i += 1  # the blank line after the block is already there
+    return "\n".join(out)
+
+
+def _table_cells(row: str, starts: list[int]) -> list[str]:
+    """Cut a table row at the column starts; a cell that runs past its column ends at a space."""
+    cells, begin = [], 0
+    for start in starts[1:]:
+        cut = start if row[start - 1 : start].isspace() else row.find(" ", start) + 1 or len(row)
+        cut = max(cut, begin)
+        cells.append(row[begin:cut].strip())
+        begin = cut
+    cells.append(row[begin:].strip())
+    return [cell.replace("|", "\\|") for cell in cells]
+
+
+def _simple_tables(text: str) -> str:
+    """reST simple tables (a rule, a header, a rule, rows, a rule) as Markdown tables."""
+    lines = text.split("\n")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        rule = _TABLE_RULE.match(lines[i])
+        closing = [j for j in range(i + 1, len(lines)) if _TABLE_RULE.match(lines[j])][:2]
+        if rule is None or len(closing) < 2 or lines[closing[0]].strip() != lines[i].strip():
+            out.append(lines[i])
+            i += 1
+            continue
+        indent = rule["indent"]
+        body = lines[i].rstrip()[len(indent) :]
+        starts = [m.start() for m in re.finditer(r"=+", body)]
+        rows = [line[len(indent) :] for line in lines[i + 1 : closing[1]] if line.strip()]
+        rows = [row for row in rows if not _TABLE_RULE.match(row)]
+        head_count = closing[0] - i - 1
+        table = [_table_cells(row, starts) for row in rows]
+        if out and out[-1].strip():
+            out.append("")
+        for k, cells in enumerate(table):
+            out.append(f"{indent}| {' | '.join(cells)} |")
+            if k == head_count - 1:
+                out.append(f"{indent}|{'---|' * len(starts)}")
+        i = closing[1] + 1
     return "\n".join(out)
 
 
@@ -203,6 +246,7 @@ class SphinxRoles(griffe.Extension):
             return broken(match[0])
 
         text = _math_blocks(text)
+        text = _simple_tables(text)
         text = _literal_markers(text)
         text = _EXAMPLE_TITLE.sub("Examples:", text)
         text = _split_args(text)
