@@ -24,6 +24,16 @@ from simplexity.distributions.limits import (
     zero_temperature_limit,
 )
 from simplexity.distributions.mixture import MixtureOfGaussians
+from simplexity.distributions.score_function import RunningMean, score_function_surrogate
+from simplexity.distributions.straight_through import (
+    DecoupledStraightThrough,
+    GumbelRao,
+    GumbelStraightThrough,
+    OneHotSurrogate,
+    ReinMax,
+    StraightThrough,
+    conditional_gumbel,
+)
 from simplexity.distributions.transforms import (
     PlanarTransform,
     SoftmaxPlusPlusTransform,
@@ -32,23 +42,32 @@ from simplexity.distributions.transforms import (
 
 __all__ = [
     "IGR",
+    "DecoupledStraightThrough",
     "ExpGumbelSoftmax",
+    "GumbelRao",
     "GumbelSoftmax",
+    "GumbelStraightThrough",
     "IGRBase",
     "IGRPlanar",
     "IGRStickBreaking",
     "MixtureOfGaussians",
     "NoClosedFormKLError",
+    "OneHotSurrogate",
     "PlanarFlows",
     "PlanarTransform",
+    "ReinMax",
+    "RunningMean",
     "SoftmaxPlusPlusTransform",
     "StickBreakingTransform",
+    "StraightThrough",
     "Truncation",
+    "conditional_gumbel",
     "igr_uniform_prior",
     "igr_uniform_prior_loc",
     "igr_zero_temperature_probs",
     "monte_carlo_kl",
     "relaxations",
+    "score_function_surrogate",
     "stick_breaking_truncation",
     "zero_temperature_limit",
 ]

@@ -11,6 +11,10 @@ because the Jacobians cancel. Every other pair (different temperatures or deltas
 differ, Gumbel-softmax pairs, mixed families) raises :class:`NoClosedFormKLError`, a ``ValueError``
 (and ``NotImplementedError``, torch's convention) that points to :func:`monte_carlo_kl`.
 
+The straight-through family of :mod:`~simplexity.distributions.straight_through` are categoricals,
+so their KL to a ``OneHotCategorical`` or ``Categorical`` prior is the categorical one,
+:math:`\sum_k q_k(\log q_k - \log p_k)`, exact.
+
 Importing :mod:`simplexity.distributions` registers these.
 """
 
@@ -20,10 +24,17 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, kl_divergence, register_kl
+from torch.distributions import (
+    Categorical,
+    Distribution,
+    OneHotCategorical,
+    kl_divergence,
+    register_kl,
+)
 
 from simplexity.distributions.gumbel_softmax import ExpGumbelSoftmax, GumbelSoftmax
 from simplexity.distributions.igr import IGRBase
+from simplexity.distributions.straight_through import OneHotSurrogate
 
 __all__ = ["NoClosedFormKLError", "monte_carlo_kl"]
 
@@ -61,6 +72,31 @@ for _pair in (
     (IGRBase, GumbelSoftmax),
 ):
     register_kl(*_pair)(_raise_no_closed_form)
+
+
+def _categorical_kl(p_logits: Tensor, q_logits: Tensor) -> Tensor:
+    """KL(Cat(p) || Cat(q)) from normalized logits: 0 log 0 = 0, +inf where q = 0 < p."""
+    p_probs = p_logits.exp()
+    support = p_probs > 0
+    # the masked entries are replaced before the product so that no NaN reaches the gradient
+    diff = torch.where(support, p_logits, torch.zeros_like(p_logits)) - torch.where(
+        support, q_logits, torch.zeros_like(q_logits)
+    )
+    return (p_probs * diff).sum(-1)
+
+
+# The straight-through family (straight_through.py) are categoricals: their KL to a categorical
+# prior is the categorical KL, in closed form and exact (gradient included).
+@register_kl(OneHotSurrogate, OneHotCategorical)
+def _kl_surrogate_one_hot(q: OneHotSurrogate, p: OneHotCategorical) -> Tensor:
+    return _categorical_kl(q.logits, p.logits)
+
+
+@register_kl(OneHotSurrogate, Categorical)
+def _kl_surrogate_categorical(q: OneHotSurrogate, p: Categorical) -> Tensor:
+    if q.event_shape[-1] != p.param_shape[-1]:
+        raise ValueError(f"q has {q.event_shape[-1]} categories but p has {p.param_shape[-1]}")
+    return _categorical_kl(q.logits, p.logits)
 
 
 def _has_log_space(d: Any) -> bool:
