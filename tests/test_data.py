@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import simplexity_lab.data as data
-from simplexity_lab.data import datasets
+from simplexity_lab.data import cache
 from simplexity_lab.data.amat import parse_amat, read_amat
 from simplexity_lab.data.idx import parse_idx
 from simplexity_lab.data.omniglot import area_weights, downsample, read_omniglot
@@ -166,10 +166,10 @@ def test_mnist_test(mnist_test: data.Split) -> None:
 @needs_real
 def test_mnist_train_valid_and_cache(real_dir: Path) -> None:
     train = data.get("mnist", "train", data_dir=real_dir)
-    hits = datasets._cached_idx.cache_info().hits
+    hits = cache.cached_idx.cache_info().hits
     valid = data.get("mnist", "valid", data_dir=real_dir, flatten=True)
     trainval = data.load_mnist("trainval", data_dir=real_dir)
-    assert datasets._cached_idx.cache_info().hits >= hits + 4  # parsed once per process
+    assert cache.cached_idx.cache_info().hits >= hits + 4  # parsed once per process
     assert len(train) == 50_000 and valid.data.shape == (10_000, 784)
     assert torch.bincount(trainval.labels).tolist() == MNIST_TRAIN_COUNTS
     assert torch.equal(trainval.data[50_000:].reshape(-1, 784), valid.data)
@@ -270,7 +270,7 @@ def test_toy2d() -> None:
     assert train.labels is None and torch.isfinite(train.data).all()
     assert torch.equal(data.get(f"toy2d:{name}", "train", num=500, seed=1).data, train.data)
     assert not torch.equal(data.get(f"toy2d:{name}", "test", num=500, seed=1).data, train.data)
-    with pytest.raises(ValueError, match="name must be one of"):
+    with pytest.raises(ValueError, match="unknown data set 'toy2d:no-such-density'"):
         data.get("toy2d:no-such-density", "train")
 
 
@@ -283,7 +283,7 @@ def test_registry() -> None:
         assert name in names
         assert data.info(name).files in data.RESOURCES
     assert "digits" in names and data.info("digits").files is None
-    with pytest.raises(ValueError, match="name must be one of"):
+    with pytest.raises(ValueError, match="unknown data set 'cifar10'; expected one of: mnist"):
         data.get("cifar10", "train")
     with pytest.raises(ValueError, match="split must be one of"):
         data.get("mnist", "training")
@@ -295,8 +295,10 @@ def test_registry() -> None:
         data.get("mnist", "test", flatten="yes")
     with pytest.raises(ValueError, match="size"):
         data.get("omniglot", "test", size=200)
-    with pytest.raises(ValueError, match="new non-empty name"):
+    with pytest.raises(ValueError, match="already registered"):
         data.register("mnist", description="again")
+    with pytest.raises(ValueError, match="toy2d:"):
+        data.register("toy2d:mine", description="a toy name")
 
 
 def test_register_custom(tmp_path: Path) -> None:
@@ -308,7 +310,7 @@ def test_register_custom(tmp_path: Path) -> None:
         assert "tiny_custom_test_set" in data.names()
         assert data.get("tiny_custom_test_set", "valid", scale=2.0).data.max() == 2
     finally:
-        datasets._REGISTRY.pop("tiny_custom_test_set")
+        del data.DATASETS._entries["tiny_custom_test_set"]  # the Registry has no public removal
 
 
 def test_split_container() -> None:

@@ -14,15 +14,11 @@ Files are read from one data directory: the ``data_dir`` argument (``--data-dir`
 
 from __future__ import annotations
 
-from simplexity_lab.data.datasets import (
-    SPLITS,
+from simplexity_lab.data.binarized import DynamicallyBinarized
+from simplexity_lab.data.cache import clear_cache
+from simplexity_lab.data.download import RESOURCES, DownloadError, Resource, download, verify_file
+from simplexity_lab.data.loaders import (
     TOY_PREFIX,
-    DatasetInfo,
-    DynamicallyBinarized,
-    Split,
-    clear_cache,
-    get,
-    info,
     load_binarized_mnist,
     load_digits,
     load_dynamic_mnist,
@@ -30,13 +26,13 @@ from simplexity_lab.data.datasets import (
     load_mnist,
     load_omniglot,
     load_toy2d,
-    names,
-    register,
 )
-from simplexity_lab.data.download import RESOURCES, DownloadError, Resource, download, verify_file
 from simplexity_lab.data.paths import ENV_DATA_DIR, MissingDataError, resolve_data_dir
+from simplexity_lab.data.registry import DATASETS, DatasetInfo, get, info, names, register
+from simplexity_lab.data.split import SPLITS, Split
 
 __all__ = [
+    "DATASETS",
     "ENV_DATA_DIR",
     "RESOURCES",
     "SPLITS",
