@@ -110,8 +110,9 @@ def test_batched_temperatures_broadcast_against_batch() -> None:
     for i in range(3):
         single = GumbelSoftmax(taus[i], logits=logits[i])
         torch.testing.assert_close(lp[:, i], single.log_prob(y[:, i].clone()))
-    # temperature of shape (2, 1) with logits of batch (3,): batch (2, 3)
-    d2 = GumbelSoftmax(torch.tensor([[0.5], [1.0]], dtype=D64), logits=logits)
+    # temperature of shape (2, 1, 1) with logits of batch (3,): batch (2, 3) (the last axis of a
+    # temperature with as many axes as the logits faces the categories)
+    d2 = GumbelSoftmax(torch.tensor([[[0.5]], [[1.0]]], dtype=D64), logits=logits)
     assert d2.batch_shape == (2, 3) and d2.rsample().shape == (2, 3, 4)
 
 
@@ -203,3 +204,67 @@ def test_value_off_simplex_rejected() -> None:
     d = GumbelSoftmax(0.5, logits=torch.zeros(3), validate_args=True)
     with pytest.raises(ValueError, match="value"):
         d.log_prob(torch.tensor([0.5, 0.6, 0.1]))
+
+
+# --------------------------------------------------------------- torch's conventions
+def test_straight_through_sample_is_one_hot_like_rsample() -> None:
+    torch.manual_seed(11)
+    logits = torch.tensor([1.0, -0.5, 0.3], dtype=D64)
+    st = GumbelSoftmax(0.7, logits=logits, straight_through=True)
+    n = 20000
+    for draw in (st.sample, st.rsample):
+        y = draw((n,))
+        assert set(y.unique().tolist()) == {0.0, 1.0}
+        assert torch.equal(y.sum(-1), torch.ones(n, dtype=D64))
+        freq = torch.bincount(y.argmax(-1), minlength=3).double() / n
+        assert float((freq - logits.softmax(-1)).abs().max()) < 4 * math.sqrt(0.25 / n)
+
+
+def test_exp_gumbel_softmax_reference_measure_is_the_log_ratios() -> None:
+    # log p is a density of u = (x_k - x_K)_{k<K}, which softmax(u, 0) maps onto the simplex
+    d = ExpGumbelSoftmax(0.6, logits=torch.tensor([0.5, -0.3], dtype=D64))
+
+    def density(u: float) -> float:
+        u_t = torch.tensor([u, 0.0], dtype=D64)
+        return float(d.log_prob(u_t.log_softmax(-1)).exp())
+
+    total, _ = integrate.quad(density, -np.inf, np.inf)
+    assert total == pytest.approx(1.0, abs=1e-7)
+    doc = " ".join((ExpGumbelSoftmax.__doc__ or "").split())
+    assert "log-ratio coordinates :math:`u_k = x_k - x_K`" in doc
+
+
+def test_log_prob_from_log_rejects_values_off_the_simplex() -> None:
+    d = GumbelSoftmax(0.5, logits=torch.zeros(3), validate_args=True)
+    with pytest.raises(ValueError, match="log_value"):
+        d.log_prob_from_log(torch.tensor([0.1, 0.2, 0.3]).log())
+    with pytest.raises(ValueError, match="log_value"):
+        d.log_prob_from_log(torch.tensor([0.5, 0.5]).log())
+    ok = torch.tensor([0.2, 0.3, 0.5]).log()
+    torch.testing.assert_close(d.log_prob_from_log(ok), d.log_prob(ok.exp()))
+
+
+@pytest.mark.parametrize("cls", [GumbelSoftmax, ExpGumbelSoftmax])
+def test_per_row_temperature_of_shape_b_by_1_stands_beside_the_logits(cls) -> None:
+    # torch users write temperature (B, 1) beside logits (B, K) (pytorch #37162)
+    torch.manual_seed(12)
+    logits, tau = torch.randn(6, 4, dtype=D64), torch.rand(6, 1, dtype=D64) + 0.1
+    d = cls(tau, logits=logits)
+    assert d.batch_shape == (6,)
+    x = d.rsample((5,))
+    lp = d.log_prob(x)
+    assert lp.shape == (5, 6)
+    for i in range(6):
+        torch.testing.assert_close(lp[:, i], cls(tau[i, 0], logits=logits[i]).log_prob(x[:, i]))
+    with pytest.raises(ValueError, match="temperature"):
+        cls(torch.rand(6, 4, dtype=D64) + 0.1, logits=logits)  # one per entry: no density
+
+
+def test_logits_are_normalized_log_probabilities() -> None:
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.0, 3.0, -2.0]], dtype=D64)
+    d = GumbelSoftmax(0.5, logits=logits)
+    torch.testing.assert_close(d.logits, logits - logits.logsumexp(-1, keepdim=True))
+    torch.testing.assert_close(d.probs, logits.softmax(-1))
+    p = GumbelSoftmax(0.5, probs=torch.tensor([1.0, 3.0], dtype=D64))
+    torch.testing.assert_close(p.probs, torch.tensor([0.25, 0.75], dtype=D64))
+    torch.testing.assert_close(p.logits, torch.tensor([0.25, 0.75], dtype=D64).log())

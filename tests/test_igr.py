@@ -272,7 +272,7 @@ def test_batched_temperatures_and_expand(cls) -> None:
     ze = e.rsample()
     assert ze.shape == (6, 3, 5) and e.log_prob(ze).shape == (6, 3)
     # a temperature with its own batch axis broadcasts with loc's
-    d2 = cls(loc, scale, t64(0.3, 1.0).reshape(2, 1), **kw)
+    d2 = cls(loc, scale, t64(0.3, 1.0).reshape(2, 1, 1), **kw)
     assert d2.batch_shape == (2, 3) and d2.rsample().shape == (2, 3, 5)
 
 
@@ -448,3 +448,29 @@ def test_stick_breaking_samples_are_inside_the_image_in_float32() -> None:
     q = IGRStickBreaking(loc, torch.full((9,), 4.0), 0.05)
     z = q.rsample((4000,))
     assert bool(q.log_prob(z).isfinite().all())
+
+
+@pytest.mark.parametrize("cls", [IGR, IGRStickBreaking, IGRPlanar])
+@pytest.mark.parametrize("k", [2, 4])
+def test_per_row_temperature_of_shape_b_by_1_stands_beside_loc(cls, k: int) -> None:
+    torch.manual_seed(13)
+    loc, scale = torch.randn(6, k - 1, dtype=D64), torch.rand(6, k - 1, dtype=D64) + 0.5
+    tau, delta = torch.rand(6, 1, dtype=D64) + 0.1, torch.rand(6, 1, dtype=D64) + 0.5
+    kw = {}
+    if cls is IGRPlanar:
+        kw["flows"] = [PlanarTransform(torch.ones(k - 1, dtype=D64), torch.ones(k - 1, dtype=D64),
+                                       torch.tensor(0.1, dtype=D64))]  # fmt: skip
+    d = cls(loc, scale, tau, delta, **kw)
+    assert d.batch_shape == (6,)
+    _, log_z = d.rsample_log((3,))
+    lp = d.log_prob_from_log(log_z)
+    assert lp.shape == (3, 6)
+    for i in range(6):
+        di = cls(loc[i], scale[i], tau[i, 0], delta[i, 0], **kw)
+        torch.testing.assert_close(lp[:, i], di.log_prob_from_log(log_z[:, i]))
+
+
+def test_log_prob_from_log_rejects_values_of_the_wrong_size() -> None:
+    d = IGR(torch.zeros(2), torch.ones(2), 0.5, validate_args=True)
+    with pytest.raises(ValueError, match="log_value"):
+        d.log_prob_from_log(torch.tensor([0.5, 0.5]).log())

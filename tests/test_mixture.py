@@ -287,3 +287,114 @@ def test_bad_arguments():
         p.rsample_and_log_prob((2,), "exact", 4)
     with pytest.raises(ValueError, match="estimator"):
         p.rsample_and_log_prob((2,), "sivi", 4)
+
+
+# ---------------------------------------------------------------- exact values
+def asymmetric_2d(dtype=DT):
+    logits = torch.tensor([1.2, -0.7, 0.1], dtype=dtype)
+    loc = torch.tensor([[-3.0, 2.0], [0.5, -1.5], [4.0, 3.0]], dtype=dtype)
+    scale = torch.tensor([[0.4, 1.1], [0.9, 0.3], [1.7, 0.6]], dtype=dtype)
+    return logits, loc, scale
+
+
+def test_mean_and_variance_are_the_exact_moments():
+    logits, loc, scale = asymmetric_2d()
+    p = MixtureOfGaussians(logits, loc, scale)
+    w = logits.softmax(-1)
+    mean = sum(w[k] * loc[k] for k in range(3))
+    second = sum(w[k] * (loc[k] ** 2 + scale[k] ** 2) for k in range(3))
+    torch.testing.assert_close(p.mean, mean)
+    torch.testing.assert_close(p.variance, second - mean**2)
+    torch.testing.assert_close(p.probs, w)
+
+
+@pytest.mark.parametrize("estimator", ["nested", "nested_own"])
+@pytest.mark.parametrize("num_inner", [1, 5])
+def test_nested_estimates_are_exact_when_every_choice_gives_the_same_normal(estimator, num_inner):
+    # identical components: every inner term is log N(z; mu, sigma), so the average over the
+    # M (or M + 1) terms is that value exactly
+    logits = torch.tensor([0.4, -1.0, 0.2], dtype=DT)
+    loc = torch.tensor([[0.5, -1.0]], dtype=DT).expand(3, 2)
+    scale = torch.tensor([[0.7, 1.9]], dtype=DT).expand(3, 2)
+    p = MixtureOfGaussians(logits, loc, scale)
+    z, lp = p.rsample_and_log_prob((6,), estimator, num_inner)
+    torch.testing.assert_close(lp, p.log_prob(z))
+
+
+def test_joint_estimate_is_the_log_joint_of_the_drawn_component():
+    torch.manual_seed(0)
+    logits, loc, scale = asymmetric_2d()
+    p = MixtureOfGaussians(logits, loc, scale)
+    z, lp = p.rsample_and_log_prob((200,), "joint")
+    joint = p.component_log_prob(z)  # log alpha_k + log N(z; mu_k, sigma_k), one per k
+    assert float((joint - lp.unsqueeze(-1)).abs().min(-1).values.max()) < 1e-12
+    # the drawn component is the most responsible one for these separated components (mostly)
+    own = (joint - lp.unsqueeze(-1)).abs().argmin(-1)
+    assert float((own == p.posterior(z).argmax(-1)).double().mean()) > 0.9
+
+
+def test_igr_choice_location_is_the_logit_differences():
+    logits = torch.tensor([0.9, -0.4, 0.3], dtype=DT)
+    _, loc, scale = asymmetric_2d()
+    p = MixtureOfGaussians(logits, loc, scale, reparam="igr", temperature=0.5)
+    c = p.choice_distribution()
+    log_alpha = logits.log_softmax(-1)
+    torch.testing.assert_close(c.loc, log_alpha[:-1] - log_alpha[-1])
+    torch.testing.assert_close(c.scale, torch.full((2,), 1.702, dtype=DT))
+    # K = 2: the zero-temperature law of the IGR choice is within 0.01 of the weights
+    from simplexity.distributions import zero_temperature_limit
+
+    two = torch.tensor([0.8, -0.6], dtype=DT)
+    q = MixtureOfGaussians(two, loc[:2], scale[:2], reparam="igr", temperature=0.5)
+    limit = zero_temperature_limit(q.choice_distribution()).probs
+    assert float((limit - two.softmax(-1)).abs().max()) < 0.01
+
+
+@pytest.mark.parametrize("reparam", REPARAMS)
+def test_choice_distribution_follows_the_reparameterization(reparam):
+    logits, loc, scale = asymmetric_2d()
+    temperature = None if reparam == "pathwise" else 0.3
+    p = MixtureOfGaussians(logits, loc, scale, reparam=reparam, temperature=temperature)
+    c = p.choice_distribution()
+    assert c.event_shape == (3,) and c.batch_shape == ()
+    if reparam in ("pathwise", "gumbel_softmax", "gumbel_straight_through"):
+        torch.testing.assert_close(c.logits, logits.log_softmax(-1))
+
+
+# ---------------------------------------------------------------- argument checks
+@pytest.mark.parametrize("reparam", ["gumbel_softmax", "gumbel_straight_through", "igr"])
+def test_one_component_with_a_relaxed_choice_is_rejected_at_construction(reparam):
+    with pytest.raises(ValueError, match=r"reparam.*K >= 2|K >= 2.*reparam"):
+        MixtureOfGaussians(
+            torch.zeros(1), torch.zeros(1, 2), torch.ones(1, 2), reparam=reparam, temperature=0.5
+        )
+    p = MixtureOfGaussians(torch.zeros(1), torch.zeros(1, 2), torch.ones(1, 2))  # pathwise: fine
+    assert p.rsample((3,)).shape == (3, 2)
+
+
+@pytest.mark.parametrize("reparam", ["gumbel_softmax", "igr"])
+def test_per_row_temperature_of_shape_b_by_1_stands_beside_the_logits(reparam):
+    torch.manual_seed(1)
+    logits, loc, scale = asymmetric_2d()
+    logits = logits + torch.randn(6, 1, dtype=DT)
+    tau = torch.rand(6, 1, dtype=DT) + 0.2
+    p = MixtureOfGaussians(logits, loc, scale, reparam=reparam, temperature=tau)
+    assert p.batch_shape == (6,)
+    z, lp = p.rsample_and_log_prob((4,), "joint")
+    assert z.shape == (4, 6, 2) and lp.shape == (4, 6)
+    with pytest.raises(ValueError, match="temperature"):
+        MixtureOfGaussians(
+            logits, loc, scale, reparam=reparam, temperature=torch.ones(5, 1, 1, dtype=DT)
+        )
+    with pytest.raises(TypeError, match="temperature"):
+        MixtureOfGaussians(logits, loc, scale, reparam=reparam, temperature=tau.float())
+
+
+def test_kmeans_rejects_data_that_is_not_finite():
+    x = torch.randn(10, 2)
+    x[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="data"):
+        kmeans_plusplus_init(x, 2)
+    x[3, 1] = float("inf")
+    with pytest.raises(ValueError, match="data"):
+        kmeans_plusplus(x, 2)

@@ -8,8 +8,9 @@ r"""Gumbel-softmax (Concrete) distributions on the simplex, in log space.
 - the density of a value that :meth:`GumbelSoftmax.rsample` just returned is computed from the
   cached log-space sample, so it stays finite and exact at low temperature even where entries of the
   value underflow to 0 (torch returns NaN there: pytorch #18254, pyro #3304);
-- the temperature may have any shape that broadcasts with the batch shape of the logits (torch
-  broadcasts a batch of temperatures against the category axis: pytorch #37162);
+- the temperature may have any shape that broadcasts with the batch shape of the logits, and a
+  per-row temperature of shape ``(B, 1)`` beside logits ``(B, K)`` is read as torch users mean it
+  (torch broadcasts it against the category axis in ``log_prob``: pytorch #37162);
 - an optional straight-through mode returns one-hot samples with the relaxed gradient.
 """
 
@@ -26,6 +27,7 @@ from torch.distributions.transforms import ExpTransform
 from torch.distributions.utils import lazy_property, logits_to_probs, probs_to_logits
 
 from simplexity._checks import check_floating, check_positive
+from simplexity.distributions.transforms import _beside, _validate_log_value, log_simplex
 
 __all__ = ["ExpGumbelSoftmax", "GumbelSoftmax"]
 
@@ -33,14 +35,18 @@ _SizeLike = torch.Size | tuple[int, ...] | list[int]
 
 
 def _temperature_tensor(temperature: float | Tensor, like: Tensor) -> Tensor:
-    """Return the temperature as a floating tensor with the dtype and device of ``like``."""
+    """Return the temperature as a floating tensor with the dtype and device of ``like``.
+
+    A tensor with as many axes as ``like`` and a trailing singleton stands beside it: the
+    singleton faces the category axis and is dropped.
+    """
     if isinstance(temperature, Tensor):
         check_floating("temperature", temperature)
         if temperature.dtype != like.dtype:
             raise TypeError(
                 f"temperature has dtype {temperature.dtype} but the logits have dtype {like.dtype}"
             )
-        return temperature
+        return _beside(temperature, like)
     check_positive("temperature", temperature)
     return torch.tensor(float(temperature), dtype=like.dtype, device=like.device)
 
@@ -51,8 +57,9 @@ def _broadcast_batch(temperature: Tensor, param_batch: torch.Size) -> torch.Size
     except RuntimeError:
         raise ValueError(
             f"temperature of shape {tuple(temperature.shape)} does not broadcast with the batch "
-            f"shape {tuple(param_batch)} of the logits (the category axis is the last one and is "
-            f"not broadcast against the temperature)"
+            f"shape {tuple(param_batch)} of the logits: give one temperature per batch entry, of "
+            f"a shape that broadcasts with {tuple(param_batch)} (or with a trailing 1 beside the "
+            f"category axis), not one per category"
         ) from None
 
 
@@ -60,19 +67,22 @@ class ExpGumbelSoftmax(Distribution):
     r"""The log of a Gumbel-softmax sample (the ExpConcrete distribution).
 
     A sample is :math:`x = \log\operatorname{softmax}((l + g)/\tau)` with :math:`g_k` i.i.d.
-    standard Gumbel. Its density with respect to Lebesgue measure on the first :math:`K-1`
-    coordinates (the last one is fixed by :math:`\operatorname{logsumexp}_k x_k = 0`) is
+    standard Gumbel; it lies on the manifold :math:`\operatorname{logsumexp}_k x_k = 0`. Its density
+    with respect to Lebesgue measure on the :math:`K-1` log-ratio coordinates
+    :math:`u_k = x_k - x_K` (:math:`k < K`), which determine :math:`x = \log\operatorname{softmax}
+    (u_1, \dots, u_{K-1}, 0)`, is
 
     .. math::
         \log p(x) = \log\Gamma(K) + (K-1)\log\tau + \sum_{k=1}^K (l_k - \tau x_k)
             - K \operatorname{logsumexp}_k (l_k - \tau x_k).
 
     Everything stays in log space, so this is the form to use for Monte Carlo KL estimates at
-    low temperature.
+    low temperature. (Over the first :math:`K-1` coordinates of :math:`x` this function is not a
+    density: it integrates to :math:`\mathbb{E}[y_K] < 1` there.)
 
     Args:
         temperature: positive temperature :math:`\tau`, a float or a tensor whose shape broadcasts
-            with ``logits.shape[:-1]``.
+            with ``logits.shape[:-1]``, or of shape ``(..., 1)`` beside the logits.
         logits: unnormalized log probabilities of shape ``(..., K)``.
         probs: probabilities of shape ``(..., K)`` (give exactly one of ``logits`` and ``probs``).
         validate_args: check arguments and values (torch's convention).
@@ -95,7 +105,7 @@ class ExpGumbelSoftmax(Distribution):
         "logits": constraints.real_vector,
         "probs": constraints.simplex,
     }
-    support = constraints.real_vector  # the true support is the manifold logsumexp(x) = 0
+    support = log_simplex
     has_rsample = True
 
     def __init__(
@@ -187,7 +197,8 @@ class GumbelSoftmax(TransformedDistribution):
     Args:
         temperature: positive temperature :math:`\tau`, a float or a tensor whose shape broadcasts
             with ``logits.shape[:-1]`` (a batch of temperatures is broadcast against the batch,
-            never against the categories).
+            never against the categories), or of shape ``(..., 1)`` beside the logits (a per-row
+            temperature ``(B, 1)`` for logits ``(B, K)``, as torch users write it).
         logits: unnormalized log probabilities :math:`l` of shape ``(..., K)``.
         probs: probabilities of shape ``(..., K)`` (give exactly one of ``logits`` and ``probs``).
         straight_through: return one-hot samples with the relaxed gradient.
@@ -272,6 +283,11 @@ class GumbelSoftmax(TransformedDistribution):
         self._st_cache = (out, x)
         return out
 
+    def sample(self, sample_shape: _SizeLike = ()) -> Tensor:
+        """Draw a sample without gradient: one-hot in straight-through mode, as :meth:`rsample`."""
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
     def rsample_log(self, sample_shape: _SizeLike = ()) -> tuple[Tensor, Tensor]:
         """Return ``(y, log y)`` of one relaxed sample, ``log y`` computed without underflow."""
         x = self.base_dist.rsample(sample_shape)
@@ -279,6 +295,8 @@ class GumbelSoftmax(TransformedDistribution):
 
     def log_prob_from_log(self, log_value: Tensor) -> Tensor:
         r"""Density of :math:`y` given :math:`\log y` (stable where entries underflow)."""
+        if self._validate_args:
+            _validate_log_value(log_value, self.num_categories)
         return self.base_dist.log_prob(log_value) - log_value.sum(-1)
 
     def log_prob(self, value: Tensor) -> Tensor:

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.distributions import Independent, Normal, constraints
 from torch.distributions.transformed_distribution import TransformedDistribution
 from torch.distributions.transforms import Transform
@@ -37,6 +37,8 @@ from simplexity.distributions.transforms import (
     SoftmaxPlusPlusTransform,
     StickBreakingTransform,
     _as_tensor,
+    _beside,
+    _validate_log_value,
 )
 
 __all__ = [
@@ -44,7 +46,6 @@ __all__ = [
     "IGRBase",
     "IGRPlanar",
     "IGRStickBreaking",
-    "PlanarFlows",
     "Truncation",
     "stick_breaking_truncation",
 ]
@@ -96,8 +97,8 @@ class IGRBase(TransformedDistribution):
                 f"loc and scale must have the same last dimension K-1, got loc {tuple(loc.shape)} "
                 f"and scale {tuple(scale.shape)}"
             )
-        temperature = _as_tensor("temperature", temperature, loc)
-        delta = _as_tensor("delta", delta, loc)
+        temperature = _beside(_as_tensor("temperature", temperature, loc), loc)
+        delta = _beside(_as_tensor("delta", delta, loc), loc)
         for name, value in (("temperature", temperature), ("delta", delta)):
             if value.dtype != loc.dtype:
                 raise TypeError(f"{name} has dtype {value.dtype} but loc has dtype {loc.dtype}")
@@ -204,10 +205,7 @@ class IGRBase(TransformedDistribution):
     def log_prob_from_log(self, log_value: Tensor) -> Tensor:
         r"""Density of :math:`z` given :math:`\log z` (stable where entries underflow)."""
         if self._validate_args:
-            # log z must be a valid log-probability vector
-            ok = (log_value.logsumexp(-1).abs() < 1e-4).all() & (log_value <= 0).all()
-            if not bool(ok):
-                raise ValueError("log_value must be the log of a point of the simplex")
+            _validate_log_value(log_value, self.num_categories)
         x = self._softmax_pp.inverse_from_log(log_value)
         log_prob = -self._softmax_pp.log_abs_det_jacobian_from_log(log_value)
         for t in reversed(self._maps):
@@ -231,7 +229,8 @@ class IGR(IGRBase):
     Args:
         loc: :math:`\mu`, shape ``(..., K-1)``.
         scale: :math:`\sigma > 0`, shape ``(..., K-1)``.
-        temperature: :math:`\tau > 0`, a float or a tensor broadcastable with the batch shape.
+        temperature: :math:`\tau > 0`, a float or a tensor broadcastable with the batch shape
+            (or of shape ``(..., 1)`` beside ``loc``: a per-row temperature ``(B, 1)``).
         delta: softmax++ offset :math:`\delta > 0` (1 in the paper).
         validate_args: check arguments and values (torch's convention).
 
@@ -257,38 +256,6 @@ class IGR(IGRBase):
         super().__init__(loc, scale, temperature, delta, [], validate_args=validate_args)
 
 
-class PlanarFlows(nn.Module):
-    r"""Trainable parameters of ``num_flows`` planar flows on :math:`\mathbb{R}^{D}`.
-
-    Calling the module returns the list of :class:`PlanarTransform` to give to :class:`IGRPlanar`.
-    The parameters are shared across the batch (as in the IGR reference code).
-
-    Args:
-        dim: :math:`D = K-1`.
-        num_flows: number of planar layers.
-        init_scale: standard deviation of the random initialization of ``u`` and ``w``.
-
-    Example:
-        >>> flows = PlanarFlows(dim=3, num_flows=2)
-        >>> q = IGRPlanar(torch.zeros(3), torch.ones(3), 0.5, flows=flows())
-        >>> q.rsample((4,)).shape
-        torch.Size([4, 4])
-    """
-
-    def __init__(self, dim: int, num_flows: int = 1, init_scale: float = 0.1) -> None:
-        super().__init__()
-        if dim < 1 or num_flows < 0:
-            raise ValueError(f"need dim >= 1 and num_flows >= 0, got {dim} and {num_flows}")
-        self.dim, self.num_flows = dim, num_flows
-        self.u = nn.Parameter(init_scale * torch.randn(num_flows, dim))
-        self.w = nn.Parameter(init_scale * torch.randn(num_flows, dim))
-        self.b = nn.Parameter(torch.zeros(num_flows))
-
-    def forward(self) -> list[PlanarTransform]:
-        """Return the planar transforms, first layer first."""
-        return [PlanarTransform(self.u[i], self.w[i], self.b[i]) for i in range(self.num_flows)]
-
-
 class IGRPlanar(IGRBase):
     r"""IGR-Planar: a Gaussian pushed through planar flows, then softmax++.
 
@@ -307,7 +274,8 @@ class IGRPlanar(IGRBase):
         scale: :math:`\sigma > 0`, shape ``(..., K-1)``.
         temperature: :math:`\tau > 0`.
         delta: softmax++ offset :math:`\delta > 0`.
-        flows: planar transforms on :math:`\mathbb{R}^{K-1}` (e.g. ``PlanarFlows(K - 1, L)()``),
+        flows: planar transforms on :math:`\mathbb{R}^{K-1}` (e.g. ``PlanarFlows(K - 1, L)()``,
+            :class:`~simplexity.distributions.planar.PlanarFlows`),
             whose parameters may require gradients.
         validate_args: check arguments and values.
 

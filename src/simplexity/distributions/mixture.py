@@ -17,15 +17,19 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from torch.distributions import Categorical, constraints
+from torch.distributions import Categorical, OneHotCategorical, constraints
 from torch.distributions.distribution import Distribution
 
 from simplexity._checks import check_floating, check_positive
+from simplexity.distributions.gumbel_softmax import GumbelSoftmax
+from simplexity.distributions.igr import IGR
+from simplexity.distributions.transforms import _beside
 
 __all__ = [
     "ESTIMATORS",
     "REPARAMS",
     "MixtureOfGaussians",
+    "check_reparam",
     "kmeans_plusplus",
     "kmeans_plusplus_init",
 ]
@@ -42,6 +46,34 @@ _LOG_2PI = math.log(2.0 * math.pi)
 # within 0.01 (the classic probit-logit constant), so for K = 2 the IGR component law is within 0.01
 # of softmax(logits); for K > 2 it is a multinomial probit that differs more (documented).
 _IGR_NOISE_SCALE = 1.702
+
+
+def check_reparam(reparam: str, temperature: float | Tensor | None, num_components: int) -> None:
+    """Check a reparameterization name, its temperature and the number of components K.
+
+    The relaxed reparameterizations need a positive temperature and K >= 2 (a relaxed choice
+    among one component is undefined); ``"pathwise"`` takes no temperature.
+    """
+    if reparam not in REPARAMS:
+        raise ValueError(f"reparam must be one of {REPARAMS}, got {reparam!r}")
+    if reparam == "pathwise":
+        if temperature is not None:
+            raise ValueError(
+                "temperature is only used by the relaxed reparameterizations "
+                f"{REPARAMS[1:]}; got temperature={temperature!r} with reparam='pathwise'"
+            )
+        return
+    if num_components < 2:
+        raise ValueError(
+            f"reparam={reparam!r} relaxes a choice among K >= 2 components, got K = "
+            f"{num_components}; use reparam='pathwise' for a single component"
+        )
+    if temperature is None:
+        raise ValueError(f"reparam={reparam!r} needs a positive temperature, got None")
+    if isinstance(temperature, Tensor):
+        check_positive("temperature", temperature.detach())
+    else:
+        check_positive("temperature", temperature)
 
 
 def _diag_normal_log_prob(x: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
@@ -164,21 +196,7 @@ class MixtureOfGaussians(Distribution):
                 f"{scale.dtype}"
             )
         check_positive("scale", scale.detach())
-        if reparam not in REPARAMS:
-            raise ValueError(f"reparam must be one of {REPARAMS}, got {reparam!r}")
-        if reparam == "pathwise":
-            if temperature is not None:
-                raise ValueError(
-                    "temperature is only used by the relaxed reparameterizations "
-                    f"{REPARAMS[1:]}; got temperature={temperature!r} with reparam='pathwise'"
-                )
-        else:
-            if temperature is None:
-                raise ValueError(f"reparam={reparam!r} needs a positive temperature")
-            if isinstance(temperature, Tensor):
-                check_positive("temperature", temperature.detach())
-            else:
-                check_positive("temperature", temperature)
+        check_reparam(reparam, temperature, k)
         try:
             batch_shape = torch.broadcast_shapes(
                 logits.shape[:-1], loc.shape[:-2], scale.shape[:-2]
@@ -188,6 +206,22 @@ class MixtureOfGaussians(Distribution):
                 f"the batch shapes of logits {tuple(logits.shape[:-1])}, loc "
                 f"{tuple(loc.shape[:-2])} and scale {tuple(scale.shape[:-2])} do not broadcast"
             ) from None
+        if isinstance(temperature, Tensor):
+            if temperature.dtype != logits.dtype:
+                raise TypeError(
+                    f"temperature has dtype {temperature.dtype} but logits, loc and scale have "
+                    f"dtype {logits.dtype}"
+                )
+            temperature = _beside(temperature, logits)
+            try:
+                fits = torch.broadcast_shapes(temperature.shape, batch_shape) == batch_shape
+            except RuntimeError:
+                fits = False
+            if not fits:
+                raise ValueError(
+                    f"temperature of shape {tuple(temperature.shape)} must broadcast to the batch "
+                    f"shape {tuple(batch_shape)} (or stand beside the logits with a trailing 1)"
+                )
         self.logits = (logits - logits.logsumexp(-1, keepdim=True)).expand((*batch_shape, k))
         self.loc = loc.expand(batch_shape + loc.shape[-2:])
         self.scale = scale.expand(batch_shape + loc.shape[-2:])
@@ -244,18 +278,21 @@ class MixtureOfGaussians(Distribution):
         return self.component_log_prob(value).softmax(-1)
 
     # ------------------------------------------------------------------ sampling
-    def _relaxation(self) -> Distribution:
-        """The distribution of the relaxed component choice ``c`` (relaxed reparams only)."""
-        if self.reparam in ("gumbel_softmax", "gumbel_straight_through"):
-            from simplexity.distributions.gumbel_softmax import GumbelSoftmax
+    def choice_distribution(self) -> Distribution:
+        r"""The law of the component choice :math:`c` that :meth:`rsample` draws.
 
+        ``OneHotCategorical(logits)`` for ``"pathwise"``; ``GumbelSoftmax(temperature, logits)``
+        (straight-through for ``"gumbel_straight_through"``); for ``"igr"``, IGR-I with location
+        :math:`l_{<K} - l_K` and scale 1.702.
+        """
+        if self.reparam == "pathwise":
+            return OneHotCategorical(logits=self.logits)
+        if self.reparam in ("gumbel_softmax", "gumbel_straight_through"):
             return GumbelSoftmax(
                 self.temperature,
                 logits=self.logits,
                 straight_through=self.reparam == "gumbel_straight_through",
             )
-        from simplexity.distributions.igr import IGR
-
         loc = self.logits[..., :-1] - self.logits[..., -1:]
         scale = torch.full_like(loc, _IGR_NOISE_SCALE)
         return IGR(loc, scale, self.temperature)
@@ -273,7 +310,7 @@ class MixtureOfGaussians(Distribution):
                 index = Categorical(logits=self.logits).sample(shape)
                 c = torch.nn.functional.one_hot(index, self.num_components).to(self.logits.dtype)
             return c, (c * self.logits).sum(-1)
-        relaxation = self._relaxation()
+        relaxation = self.choice_distribution()
         if self.reparam == "gumbel_straight_through":
             c = relaxation.rsample(shape)
             return c, (c * self.logits).sum(-1)
@@ -421,6 +458,8 @@ def kmeans_plusplus(
     check_floating("data", data)
     if data.dim() != 2:
         raise ValueError(f"data must have shape (N, D), got {tuple(data.shape)}")
+    if not bool(torch.isfinite(data).all()):
+        raise ValueError("data must be finite (it holds NaN or infinite values)")
     if isinstance(num_clusters, bool) or not isinstance(num_clusters, int) or num_clusters < 1:
         raise ValueError(f"num_clusters must be an int >= 1, got {num_clusters!r}")
     if num_clusters > data.shape[0]:

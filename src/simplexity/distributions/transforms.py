@@ -25,6 +25,7 @@ __all__ = [
     "PlanarTransform",
     "SoftmaxPlusPlusTransform",
     "StickBreakingTransform",
+    "log_simplex",
     "open_sub_simplex",
 ]
 
@@ -37,6 +38,42 @@ def _as_tensor(name: str, value: float | Tensor, like: Tensor | None = None) -> 
     dtype = like.dtype if like is not None else torch.get_default_dtype()
     device = like.device if like is not None else None
     return torch.tensor(float(value), dtype=dtype, device=device)
+
+
+def _beside(value: Tensor, param: Tensor) -> Tensor:
+    """Read a hyperparameter tensor with a trailing singleton as standing beside ``param``.
+
+    ``param`` has shape ``batch + (n,)``. A hyperparameter with at least as many axes whose last
+    axis is 1 faces the event axis, as torch users write it (a per-row temperature ``(B, 1)``
+    beside logits ``(B, K)``, pytorch #37162): that axis is dropped. Any other shape is a batch shape.
+    """
+    if value.dim() >= max(param.dim(), 1) and value.shape[-1] == 1:
+        return value.squeeze(-1)
+    return value
+
+
+class _LogSimplex(constraints.Constraint):
+    """Logs of points of the simplex: entries <= 0 whose ``logsumexp`` is 0 (event_dim 1)."""
+
+    event_dim = 1
+
+    def check(self, value: Tensor) -> Tensor:
+        return (value <= 0).all(-1) & (value.logsumexp(-1).abs() < 1e-4)
+
+
+log_simplex = _LogSimplex()
+
+
+def _validate_log_value(log_value: Tensor, num_categories: int) -> None:
+    """Raise ``ValueError`` unless ``log_value`` holds logs of points of the K-simplex."""
+    if log_value.dim() < 1 or log_value.shape[-1] != num_categories:
+        raise ValueError(
+            f"log_value must have shape (..., {num_categories}), got {tuple(log_value.shape)}"
+        )
+    if not bool(log_simplex.check(log_value).all()):
+        raise ValueError(
+            "log_value must be the log of a point of the simplex (entries <= 0, logsumexp 0)"
+        )
 
 
 class _OpenSubSimplex(constraints.Constraint):
