@@ -2,7 +2,9 @@ r"""A VAE with discrete latents: N categorical variables with K categories, rela
 
 The encoder outputs the raw parameters of a relaxation from the registry
 (:mod:`simplexity.distributions.relaxations`: ``"gumbel_softmax"``, ``"gumbel_softmax_st"``,
-``"igr_i"``, ``"igr_planar"``, ``"igr_sb"``); ``posterior(x)`` returns :math:`q(z \mid x)` as a
+``"igr_i"``, ``"igr_planar"``, ``"igr_sb"``, and the straight-through family ``"straight_through"``,
+``"st_gumbel"``, ``"gumbel_rao"``, ``"reinmax"``, ``"decoupled_st"``, whose samples are already
+one-hot and whose KL is the categorical one); ``posterior(x)`` returns :math:`q(z \mid x)` as a
 Distribution with batch shape ``(B, N)`` and event shape ``(K,)``. Training maximizes the relaxed
 ELBO
 
@@ -42,7 +44,14 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Bernoulli, Categorical, Distribution, Independent, Normal
+from torch.distributions import (
+    Bernoulli,
+    Categorical,
+    Distribution,
+    Independent,
+    Normal,
+    OneHotCategorical,
+)
 
 from simplexity.distributions import (
     NoClosedFormKLError,
@@ -183,6 +192,8 @@ class DiscreteVAE(nn.Module):
         r"""Probabilities ``(B, N, K)`` of the zero-temperature limit of ``q`` (see module doc)."""
         if isinstance(q, GumbelSoftmax):
             return torch.softmax(q.logits, -1)
+        if isinstance(q, OneHotCategorical):  # the straight-through family: already discrete
+            return q.probs
         if type(q) is IGR:
             rows = q.loc.reshape(-1, q.loc.shape[-1])
             scales = q.scale.reshape(-1, q.loc.shape[-1])
@@ -196,6 +207,8 @@ class DiscreteVAE(nn.Module):
     def discrete_prior(self, like: Tensor, num_samples: int = 100_000) -> Tensor:
         r"""Probabilities ``(K,)`` of :math:`p(h)`, the zero-temperature limit of the prior."""
         p = self.prior(1.0, like)
+        if isinstance(p, OneHotCategorical):
+            return p.probs.reshape(-1)
         return zero_temperature_limit(p, num_samples=num_samples).probs.reshape(-1)
 
     @torch.no_grad()
