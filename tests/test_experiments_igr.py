@@ -15,9 +15,9 @@ import torch
 
 pytest.importorskip("lightning")
 
+from simplexity.distributions import igr_zero_temperature_probs, stick_breaking_truncation
 from simplexity_lab import experiments
 from simplexity_lab.cli import main as cli_main
-from simplexity.distributions import igr_zero_temperature_probs, stick_breaking_truncation
 from simplexity_lab.engine import run
 from simplexity_lab.engine.config import ConfigError
 from simplexity_lab.engine.loop import train_plain
@@ -27,8 +27,8 @@ from simplexity_lab.experiments.discrete_approx import (
     target_pmf,
     total_variation,
 )
-from simplexity_lab.experiments.igr_vae import select_temperature
 from simplexity_lab.experiments.sop import split_halves
+from simplexity_lab.experiments.temperature_selection import select_temperature
 from simplexity_lab.models.sop import StructuredOutputPredictor
 
 # the built-in scikit-learn digits keep the VAE-type smoke runs independent of downloaded data
@@ -116,21 +116,23 @@ def test_temperature_selection_picks_the_best_validation_bound(tmp_path):
     # the report keeps selection runs apart from the comparison table
     import shutil
 
-    from simplexity_lab.experiments.igr_vae import report
+    from simplexity_lab.report import build_page
 
     run = next((tmp_path / "igr-vae-select-digits-linear").glob("igr_i-tau=*"))
     shutil.copytree(run, run.parent / "target=poisson:50")  # a name with a ':' (discrete-approx)
-    page = tmp_path / "out.md"  # the results page next to the output folder, with markers
+    results = tmp_path / "results"
+    results.mkdir()
+    page = results / "igr.md"  # the results page, with markers
     page.write_text(
         "# page\n<!-- begin table igr-vae-select -->\n<!-- end table igr-vae-select -->\n"
     )
-    names = {p.name for p in report(tmp_path, tmp_path / "out")}
+    names = {p.name for p in build_page("igr", results, keep=tmp_path)}
     assert "igr-vae-select.md" in names and "igr-vae.md" not in names
-    assert (tmp_path / "out" / "igr-vae-select.md").read_text() in page.read_text()
-    kept = [p.relative_to(tmp_path / "out") for p in (tmp_path / "out" / "runs").rglob("*")]
+    assert (results / "igr" / "igr-vae-select.md").read_text() in page.read_text()
+    kept = [p.relative_to(results / "igr") for p in (results / "igr" / "runs").rglob("*")]
     assert kept and not any(":" in str(p) for p in kept)  # portable to Windows checkouts
     assert (
-        tmp_path / "out" / "runs" / run.parent.name / "target=poisson_50" / "metrics.json"
+        results / "igr" / "runs" / run.parent.name / "target=poisson_50" / "metrics.json"
     ).is_file()
     with pytest.raises(ValueError, match="relaxation must be one of"):
         select_temperature(relaxations=["softmax"], out=tmp_path)
@@ -335,17 +337,19 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 
 def test_report_keeps_results_and_writes_tables_and_histograms(tmp_path):
-    from simplexity_lab.experiments.igr_vae import report
+    from simplexity_lab.report import build_page
 
-    runs = tmp_path / "runs"
+    runs, results = tmp_path / "runs", tmp_path / "results"
     run("discrete-approx", budget="smoke", overrides=["target=geometric:0.3"],
         out=runs / "discrete-approx", progress_bar=False, plots=False)  # fmt: skip
-    written = {p.name for p in report(runs, tmp_path / "out")}
+    results.mkdir()
+    (results / "igr.md").write_text("# no table markers\n")
+    written = {p.name for p in build_page("igr", results, keep=runs)}
     assert {"discrete-approx.md", "discrete_approx_geometric_0p3.png"} <= written
-    table = (tmp_path / "out" / "discrete-approx.md").read_text()
+    table = (results / "igr" / "discrete-approx.md").read_text()
     assert "test/tv" in table and "| discrete-approx |" in table
-    kept = list((tmp_path / "out" / "runs").rglob("metrics.json"))
-    assert len(kept) == 1 and not list((tmp_path / "out").rglob("*.ckpt"))
+    kept = list((results / "igr" / "runs").rglob("metrics.json"))
+    assert len(kept) == 1 and not list(results.rglob("*.ckpt"))
 
 
 def test_histogram_of_a_truncation_that_misses_the_whole_target():

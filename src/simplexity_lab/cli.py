@@ -1,4 +1,5 @@
-"""The ``simplexity`` command line: ``demo``, ``run``, ``list``, ``table``.
+"""The ``simplexity`` command line: ``demo``, ``run``, ``list``, ``table``, ``report``,
+``select-temperature``.
 
 User mistakes (unknown names, bad overrides, missing data, an existing run) print one line
 ``simplexity: error: ...`` and exit with status 2; set ``SIMPLEXITY_DEBUG=1`` for the traceback.
@@ -31,6 +32,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import simplexity_lab.experiments  # noqa: F401  (registers the experiments)
     from simplexity_lab.engine.runner import run
 
     result = run(
@@ -59,8 +61,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     from simplexity import normalizers
-    from simplexity_lab import experiments
     from simplexity.distributions import relaxations
+    from simplexity_lab import experiments
 
     if args.keys:
         from simplexity_lab.engine.config import config_fields
@@ -88,6 +90,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _table(args: argparse.Namespace) -> int:
+    import simplexity_lab.experiments  # noqa: F401  (their config defaults fill older records)
     from simplexity_lab.engine.table import collect, markdown_table
 
     metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
@@ -96,6 +99,42 @@ def _table(args: argparse.Namespace) -> int:
         with open(args.output, "w") as f:
             f.write(text)
     print(text, end="")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from simplexity_lab.report import build_page
+
+    for path in build_page(args.page, args.results, out=args.out, figures=not args.no_figures,
+                           keep=args.runs):  # fmt: skip
+        print(path)
+    return 0
+
+
+def _select_temperature(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from simplexity_lab.experiments.igr_vae import RELAXATIONS
+    from simplexity_lab.experiments.temperature_selection import (
+        TEMPERATURE_GRID,
+        select_temperature,
+    )
+
+    grid: tuple[float, ...] | list[float] = TEMPERATURE_GRID
+    if args.grid is not None:
+        try:
+            grid = [float(t) for t in args.grid.split(",") if t.strip()]
+        except ValueError:
+            raise ValueError(f"--grid must be comma-separated numbers, got {args.grid!r}") from None
+    relaxations = RELAXATIONS if args.relaxations is None else args.relaxations.split(",")
+    torch.set_num_threads(args.threads)
+    record = select_temperature(
+        dataset=args.dataset, net=args.net, relaxations=relaxations, grid=grid,
+        budget=args.budget, overrides=args.set, out=args.out, data_dir=args.data_dir,
+    )  # fmt: skip
+    print(json.dumps(record["selected"], indent=2))
     return 0
 
 
@@ -180,6 +219,44 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", default=None, metavar="FILE", help="also write the table to FILE"
     )
     table.set_defaults(func=_table)
+
+    report = sub.add_parser(
+        "report",
+        help="regenerate a results page's tables and figures from its kept runs",
+        description="Rewrite the tables (RESULTS/PAGE/*.md and the page between its table "
+        "markers) and figures of a results page from the runs kept in RESULTS/PAGE/runs/ "
+        "(metrics, configs, histories: no checkpoints). With --runs, first keep the results of "
+        "the finished runs under that folder.",
+    )
+    report.add_argument("page", help="the results page: igr, evsoftmax or flows")
+    report.add_argument("--results", default="docs/results", metavar="D",
+                        help="the results folder (default docs/results)")  # fmt: skip
+    report.add_argument("--runs", default=None, metavar="D",
+                        help="keep the finished runs under D first (e.g. runs/igr)")  # fmt: skip
+    report.add_argument("--out", default=None, metavar="D",
+                        help="write to this folder instead of --results (to compare)")  # fmt: skip
+    report.add_argument("--no-figures", action="store_true", help="write the tables only")
+    report.set_defaults(func=_report)
+
+    select = sub.add_parser(
+        "select-temperature",
+        help="pick igr-vae's temperature per relaxation on the validation split",
+        description="Train one igr-vae run (budget `select`) per relaxation and temperature of "
+        "the grid under OUT/igr-vae-select-DATASET-NET/, pick the temperature with the best "
+        "valid/iw_bound and write selected_temperature.json there (finished runs are reused).",
+    )
+    select.add_argument("--dataset", default="mnist")
+    select.add_argument("--net", default="nonlinear")
+    select.add_argument("--relaxations", default=None, metavar="R,R",
+                        help="default: all four (gumbel_softmax, igr_i, igr_planar, igr_sb)")  # fmt: skip
+    select.add_argument("--grid", default=None, metavar="T,T",
+                        help="temperatures (default 0.03,0.05,0.1,0.15,0.25,0.5,0.67)")  # fmt: skip
+    select.add_argument("--budget", default="select")
+    select.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    select.add_argument("--out", default="runs", metavar="D", help="parent folder (default runs)")
+    select.add_argument("--data-dir", default=None, metavar="D")
+    select.add_argument("--threads", type=int, default=1)
+    select.set_defaults(func=_select_temperature)
     return parser
 
 

@@ -1,7 +1,8 @@
 """Plots as pure functions: data in, a matplotlib ``Figure`` out (nothing is shown or saved).
 
 matplotlib is an optional extra (``pip install 'simplexity[demo]'``), imported when a function is
-called, with the non-interactive Agg backend. Save with ``fig.savefig(path)``.
+called, with the non-interactive Agg backend. Save with ``fig.savefig(path)``, or with
+:func:`save_png` for a file whose bytes depend on the figure only.
 """
 
 from __future__ import annotations
@@ -11,7 +12,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["curve_panels", "curves", "densities", "image_rows", "prior_bars"]
+__all__ = [
+    "curve_panels",
+    "curves",
+    "densities",
+    "image_rows",
+    "pmf_panels",
+    "prior_bars",
+    "save_png",
+]
 
 
 def _pyplot() -> Any:
@@ -225,3 +234,48 @@ def densities(
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def pmf_panels(
+    panels: Mapping[str, Any], truth: Any, *, title: str | None = None, width: float = 3.2
+) -> Any:
+    """Bar charts of probability mass functions ``{panel title: pmf}`` over ``0, 1, …``, each
+    against the same ``truth`` (a pmf drawn as a black line; the x range is its length).
+
+    Example:
+        >>> fig = pmf_panels({"a": [0.5, 0.5], "b": [1.0]}, [0.4, 0.6], title="target")
+        >>> [ax.get_title() for ax in fig.axes]
+        ['a', 'b']
+    """
+    if not panels:
+        raise ValueError("pmf_panels needs at least one panel, got none")
+    Figure = _pyplot()
+    reach = len(_numpy(truth))
+    fig = Figure(figsize=(width * len(panels), 2.6))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (name, pmf) in zip(axes, panels.items()):
+        values = _numpy(pmf)[:reach]
+        ax.bar(range(len(values)), values, width=1.0, alpha=0.6)
+        ax.plot(range(reach), _numpy(truth), "k.-", ms=2, lw=0.7)
+        ax.set_title(name, fontsize=8)
+        ax.set_xlim(-1, reach)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def save_png(fig: Any, path: Any, *, dpi: float) -> None:
+    """Write ``fig`` as a PNG at ``dpi`` without the software version in its metadata, so that the
+    file's bytes depend on the figure (and the fonts and renderer), not on the matplotlib release.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.png"
+        >>> save_png(curves({"a": ([0, 1], [1.0, 0.5])}), path, dpi=50)
+        >>> first = path.read_bytes()
+        >>> save_png(curves({"a": ([0, 1], [1.0, 0.5])}), path, dpi=50)
+        >>> path.read_bytes() == first
+        True
+    """
+    fig.savefig(path, dpi=dpi, format="png", metadata={"Software": None})

@@ -12,11 +12,10 @@ model), and measures on the whole ``test_2016_flickr`` split:
 - ``output_support``: mean number of nonzero output probabilities per position (of the vocabulary);
 - ``repeats``: % of greedy hypotheses that contain some word trigram twice (degenerate loops).
 
-Writes ``translation_diagnostics.md`` next to this script and the table between the markers
-``translation-diagnostics`` of docs/results/evsoftmax.md (one row per run, labelled by its config as in
-``simplexity table``; run ``make_plots.py`` first, which keeps the runs' ``metrics.json``); one JSON per run in ``runs/NAME/`` (a run
-whose JSON is already there for the same ``metrics.json`` is not measured again; the table has
-every run with a JSON).
+Writes one ``translation_diagnostics.json`` per run into its kept folder ``runs/NAME/`` next to
+this script (a run whose JSON is already there for the same ``metrics.json`` is not measured
+again); ``simplexity report evsoftmax`` then writes the table ``translation-diagnostics`` from
+every kept JSON (keep the runs first: ``simplexity report evsoftmax --runs runs/evsoftmax``).
 """
 
 from __future__ import annotations
@@ -30,13 +29,10 @@ import torch
 from simplexity_lab import experiments
 from simplexity_lab.engine.lightning import load_checkpoint
 from simplexity_lab.engine.runs import write_json_atomic
-from simplexity_lab.engine.table import collect, embed_table, markdown_table
 from simplexity_lab.experiments.translation import _encode, _trim
 from simplexity_lab.models.transformer import PAD
 
 HERE = Path(__file__).parent
-PAGE = HERE.parent / "evsoftmax.md"
-COLUMNS = ("test/bleu", "tf_accuracy", "p_reference", "output_support", "repeats")
 
 
 def _repeats(text: str) -> bool:
@@ -98,15 +94,7 @@ def main(runs: Path, pattern: str = "translation-*") -> None:
         result = diagnose(run)
         kept.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(kept, result)
-    # the kept runs' records (make_plots.py keeps them) with these metrics, as `simplexity table`
-    kept = sorted((HERE / "runs").glob("translation-*/translation_diagnostics.json"))
-    records = collect([f.parent for f in kept])
-    for record, f in zip(records, kept, strict=True):
-        record["metrics"] = json.loads(f.read_text())
-    table = markdown_table(records, COLUMNS)
-    (HERE / "translation_diagnostics.md").write_text(table)
-    embed_table(PAGE, "translation-diagnostics", table)
-    print(table, end="")
+    print("measured; the table: simplexity report evsoftmax")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@
 #   nohup nice -n 19 bash docs/results/flows/run_all.sh all > runs/flows/all.log 2>&1 &
 #   bash docs/results/flows/run_all.sh maxent        # one experiment: density|objectives|maxent
 #   SEEDS="1 2" bash docs/results/flows/run_all.sh maxent_passing
-#   bash docs/results/flows/run_all.sh tables        # mean ± s.e. over seeds of what has finished
+#   bash docs/results/flows/run_all.sh report        # keep the finished runs in docs/results/flows/runs/
+#                                                    # and rewrite the page's tables from them
 #
 # density:        flow2d, 6 data sets x {gaussian, mixture, rad} x 3 seeds (54 runs)
 # objectives:     mixture-entropy (part A, 10 runs) and flow-objectives (part B, 40 runs), seed 0
@@ -82,22 +83,9 @@ maxent_passing() {
     done
 }
 
-tables() {
-    local exp
-    for exp in flow2d mixture-entropy flow-objectives maxent-dirichlet; do
-        [ -d "$OUT/$exp" ] || continue
-        echo "## $exp"
-        case $exp in
-            flow2d) metrics=test/log_likelihood,test/nonfinite;;
-            mixture-entropy) metrics="test/truth,test/truth_halfwidth,test/gap_exact,test/gap_joint,test/gap_nested_M16,test/gap_nested_own_M16";;
-            flow-objectives) metrics=test/estimate,test/truth,test/truth_halfwidth,test/gap,test/residual_norm;;
-            maxent-dirichlet) metrics=test/entropy,test/entropy_gap,test/residual_norm,test/kl_to_dirichlet;;
-        esac
-        "$SIMPLEXITY" table "$OUT/$exp" --metrics "$metrics"
-    done
-}
+report() { "$SIMPLEXITY" report flows --runs "$OUT"; }
 
 all() { maxent; objectives; density; }
 
 mkdir -p "$OUT"
-"${1:?usage: run_all.sh all|density|objectives|maxent|maxent_passing|tables}"
+"${1:?usage: run_all.sh all|density|objectives|maxent|maxent_passing|report}"

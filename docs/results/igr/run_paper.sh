@@ -13,6 +13,8 @@
 # session: everything in one queue for one core, the cheapest results first: timing, discrete-approx,
 #        sop for the first seed, the VAEs, then sop for the other seeds:
 #        nohup nice -n 19 bash docs/results/igr/run_paper.sh session > runs/igr/session.log 2>&1 &
+# report: keep the finished runs' results in docs/results/igr/runs/ and rewrite the page's tables
+#        and figures (simplexity report igr --runs $OUT).
 set -u
 export SIMPLEXITY_DATA_DIR=${SIMPLEXITY_DATA_DIR:-/work/shared/data}
 SIMPLEXITY=${SIMPLEXITY:-.venv/bin/simplexity}
@@ -65,8 +67,7 @@ tau() {  # tau RELAXATION: the selected temperature (selection on MNIST, nonline
 }
 
 vae() {
-    "$PYTHON" -m simplexity_lab.experiments.igr_vae select --dataset mnist --net nonlinear \
-        --out "$OUT" || exit 1
+    "$SIMPLEXITY" select-temperature --dataset mnist --net nonlinear --out "$OUT" || exit 1
     for seed in $SEEDS; do
         for net in nonlinear linear; do
             if [ "$net" = linear ] && [ "$seed" != 0 ]; then continue; fi
@@ -89,5 +90,7 @@ session() {
     sop ${SEEDS#"$first"}
 }
 
+report() { "$SIMPLEXITY" report igr --runs "$OUT"; }
+
 mkdir -p "$OUT"
-"${1:?usage: run_paper.sh quick|vae|session}"
+"${1:?usage: run_paper.sh quick|vae|session|report}"

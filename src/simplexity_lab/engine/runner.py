@@ -1,7 +1,9 @@
 """Running an experiment end to end: config, run directory, training, final metrics, plots.
 
-:func:`run` is what ``simplexity run`` calls; :func:`run_config` takes a ready config (an
-experiment's ``main(config)``).
+:func:`run` is what ``simplexity run`` calls; :func:`run_config` takes a ready config. Both take an
+:class:`~simplexity_lab.engine.experiment.Experiment` or the name of one in
+:data:`~simplexity_lab.engine.experiment.EXPERIMENTS` (which importing
+:mod:`simplexity_lab.experiments` fills).
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from simplexity_lab.engine.config import (
     load_config_file,
     parse_overrides,
 )
+from simplexity_lab.engine.experiment import EXPERIMENTS, Experiment
 from simplexity_lab.engine.loop import evaluate_seeded
 from simplexity_lab.engine.runs import RunDir, write_json_atomic
 
-__all__ = ["RunResult", "default_run_name", "is_child_process", "run", "run_config"]
+__all__ = ["RunResult", "default_run_name", "is_child_process", "resolve", "run", "run_config"]
 
 
 @dataclass
@@ -57,6 +60,13 @@ def default_run_name(experiment: str, budget: str, overrides: Mapping[str, Any],
     return re.sub(r"[^A-Za-z0-9_.=+-]", "_", "-".join(parts))
 
 
+def resolve(experiment: str | Experiment) -> Experiment:
+    """The :class:`Experiment` itself, or the one registered under that name."""
+    if isinstance(experiment, Experiment):
+        return experiment
+    return EXPERIMENTS[experiment]
+
+
 def _versions() -> dict[str, str]:
     import simplexity
 
@@ -72,7 +82,7 @@ def _versions() -> dict[str, str]:
 
 
 def run(
-    experiment: str,
+    experiment: str | Experiment,
     *,
     budget: str = "smoke",
     overrides: Sequence[str] | Mapping[str, Any] = (),
@@ -83,26 +93,24 @@ def run(
     """Build the config of ``experiment`` (budget, then ``config_file``, then ``overrides``) and run it.
 
     Args:
-        experiment: a name in ``simplexity_lab.experiments.names()``.
+        experiment: an :class:`Experiment` or a name in ``EXPERIMENTS``.
         budget: ``"smoke"``, ``"demo"`` or ``"paper"``.
         overrides: ``["key=value", ...]`` or a dict.
         config_file: a YAML or JSON file of config values.
         name: the run directory's name (default :func:`default_run_name`).
         **options: see :func:`run_config`.
     """
-    from simplexity_lab import experiments
-
-    exp = experiments.get(experiment)
+    exp = resolve(experiment)
     items = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
     file_values = load_config_file(config_file) if config_file else None
     config = exp.make_config(budget, file_values, items)
     if name is None:
-        name = default_run_name(experiment, budget, {**(file_values or {}), **items}, config.seed)
-    return run_config(experiment, config, budget=budget, name=name, **options)
+        name = default_run_name(exp.name, budget, {**(file_values or {}), **items}, config.seed)
+    return run_config(exp, config, budget=budget, name=name, **options)
 
 
 def run_config(
-    experiment: str,
+    experiment: str | Experiment,
     config: Any,
     *,
     budget: str | None = None,
@@ -121,7 +129,7 @@ def run_config(
     """Train ``config`` of ``experiment`` with Lightning under ``out/name`` and write its results.
 
     Args:
-        experiment: the experiment's registry name.
+        experiment: an :class:`Experiment` or a name in ``EXPERIMENTS``.
         config: its config dataclass.
         budget: recorded in ``run.json`` and ``metrics.json``.
         name: run directory name (default from the experiment and the seed).
@@ -139,15 +147,14 @@ def run_config(
     Returns:
         A :class:`RunResult` in the main process, ``None`` in DDP worker processes.
     """
-    from simplexity_lab import experiments
     from simplexity_lab.engine.lightning import checkpoint_step
 
-    exp = experiments.get(experiment)
+    exp = resolve(experiment)
     if not isinstance(config, exp.config_class):
         raise TypeError(
             f"config must be a {exp.config_class.__name__}, got {type(config).__name__}"
         )
-    name = name or default_run_name(experiment, budget or "custom", {}, config.seed)
+    name = name or default_run_name(exp.name, budget or "custom", {}, config.seed)
     run_dir = RunDir(Path(out) / name)
     config_dict = config_to_dict(config)
     child = is_child_process()
@@ -163,7 +170,7 @@ def run_config(
         if run_dir.metrics.exists():
             run_dir.metrics.unlink()
         write_json_atomic(run_dir.info, {
-            "experiment": experiment, "budget": budget, "name": name, "seed": config.seed,
+            "experiment": exp.name, "budget": budget, "name": name, "seed": config.seed,
             "devices": devices, "strategy": strategy, "threads": threads, "versions": _versions(),
         })  # fmt: skip
 
@@ -179,7 +186,7 @@ def run_config(
 
 
 def _train_and_report(
-    exp: Any,
+    exp: Experiment,
     config: Any,
     run_dir: RunDir,
     name: str,

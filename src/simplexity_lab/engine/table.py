@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from simplexity_lab.engine.config import config_defaults
+from simplexity_lab.engine.experiment import EXPERIMENTS
 from simplexity_lab.engine.runs import read_json
 
 __all__ = ["collect", "embed_table", "format_mean_se", "markdown_table", "mean_se", "seed_mean"]
@@ -44,16 +46,13 @@ def collect(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
 
 
 def _fill_defaults(record: dict[str, Any], cache: dict[str, dict[str, Any] | None]) -> None:
-    """Give a record written before a config key existed that key's default (registered
-    experiments only), so that it groups with newer runs of the same config. ``cache`` holds the
-    defaults per experiment name (``None``: not registered)."""
-    from simplexity_lab import experiments
-    from simplexity_lab.engine.config import config_defaults
-
+    """Give a record written before a config key existed that key's default (experiments in
+    ``EXPERIMENTS`` only), so that it groups with newer runs of the same config. ``cache`` holds
+    the defaults per experiment name (``None``: not registered)."""
     name = record.get("experiment")
     if name not in cache:
-        known = name in experiments.names()
-        cache[name] = config_defaults(experiments.get(name).config_class) if known else None
+        known = name in EXPERIMENTS
+        cache[name] = config_defaults(EXPERIMENTS[name].config_class) if known else None
     defaults = cache[name]
     if defaults is None or "config" not in record:
         return

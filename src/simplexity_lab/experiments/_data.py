@@ -35,8 +35,6 @@ def load_split(
     """
     import simplexity_lab.data as data
 
-    if name not in data.names():
-        raise ValueError(f"unknown data set {name!r}; expected one of {', '.join(data.names())}")
     options = {"flatten": True} if "flatten" in data.info(name).options else {}
     loaded = data.get(name, split, data_dir=data_dir, **options)
     dynamic = binarize == "dynamic" or (binarize == "auto" and name == "dynamic_mnist")

@@ -38,14 +38,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from simplexity_lab.engine.experiment import Experiment, register
 from simplexity_lab.engine.schedules import parse_schedule
 from simplexity_lab.engine.task import StepBatches, Task, TrainConfig, derived_seed
 from simplexity_lab.experiments._data import eval_subset, load_split
-from simplexity_lab.experiments.registry import Experiment, register
 from simplexity_lab.models.cvae import ConditionalVAE, digit_prior_distances
 from simplexity_lab.models.networks import mlp
 
-__all__ = ["CVAEConfig", "CVAETask", "main", "parity_targets"]
+__all__ = ["CVAEConfig", "CVAETask", "parity_targets"]
 
 
 @dataclass(frozen=True)
@@ -258,10 +258,3 @@ EXPERIMENT = register(
         paper_command="simplexity run cvae --budget paper --set normalizer=NORMALIZER --set seed=S",
     )
 )
-
-
-def main(config: CVAEConfig, **run_options: Any) -> Any:
-    """Run the experiment with ``config`` (options of :func:`simplexity_lab.engine.run_config`)."""
-    from simplexity_lab.engine.runner import run_config
-
-    return run_config("cvae", config, **run_options)

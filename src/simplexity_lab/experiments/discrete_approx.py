@@ -35,14 +35,13 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from simplexity_lab.engine.experiment import Experiment, register
 from simplexity_lab.engine.task import StepBatches, Task, TrainConfig, derived_seed
-from simplexity_lab.experiments.registry import Experiment, register
 
 __all__ = [
     "TARGETS",
     "DiscreteApproxConfig",
     "DiscreteApproxTask",
-    "main",
     "parse_target",
     "target_pmf",
     "total_variation",
@@ -331,10 +330,3 @@ EXPERIMENT = register(
         ),
     )
 )
-
-
-def main(config: DiscreteApproxConfig, **run_options: Any) -> Any:
-    """Run the experiment with ``config`` (options of :func:`simplexity_lab.engine.run_config`)."""
-    from simplexity_lab.engine.runner import run_config
-
-    return run_config("discrete-approx", config, **run_options)

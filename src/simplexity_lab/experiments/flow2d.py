@@ -27,11 +27,11 @@ from typing import Any, Literal
 
 import torch
 
+from simplexity_lab.engine.experiment import Experiment, register
 from simplexity_lab.engine.task import StepBatches, Task, TrainConfig, derived_seed
 from simplexity_lab.experiments._data import ArraySplit, eval_subset, load_split
-from simplexity_lab.experiments.registry import Experiment, register
 
-__all__ = ["Flow2DConfig", "Flow2DTask", "build_flow", "main", "matched_rad_width"]
+__all__ = ["Flow2DConfig", "Flow2DTask", "build_flow", "matched_rad_width"]
 
 
 @dataclass(frozen=True)
@@ -242,10 +242,3 @@ EXPERIMENT = register(
         ),
     )
 )
-
-
-def main(config: Flow2DConfig, **run_options: Any) -> Any:
-    """Run the experiment with ``config`` (options of :func:`simplexity_lab.engine.run_config`)."""
-    from simplexity_lab.engine.runner import run_config
-
-    return run_config("flow2d", config, **run_options)

@@ -35,9 +35,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from simplexity_lab.engine.experiment import Experiment, register
 from simplexity_lab.engine.task import StepBatches, Task, TrainConfig
 from simplexity_lab.experiments._maxent import AugmentedLagrangianConfig, AugmentedLagrangianTask
-from simplexity_lab.experiments.registry import Experiment, register
 
 __all__ = [
     "FlowObjectivesConfig",
@@ -45,7 +45,6 @@ __all__ = [
     "MixtureEntropyConfig",
     "MixtureEntropyTask",
     "estimate_in_chunks",
-    "main",
     "reverse_kl_target",
     "ring_parameters",
     "sampling_log_density",
@@ -488,11 +487,3 @@ FLOW_OBJECTIVES = register(
         ),
     )
 )
-
-
-def main(config: FlowObjectivesConfig | MixtureEntropyConfig, **run_options: Any) -> Any:
-    """Run ``flow-objectives`` or ``mixture-entropy`` (by the config's class) with ``config``."""
-    from simplexity_lab.engine.runner import run_config
-
-    name = "mixture-entropy" if isinstance(config, MixtureEntropyConfig) else "flow-objectives"
-    return run_config(name, config, **run_options)

@@ -30,11 +30,14 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from simplexity_lab.engine.experiment import Experiment, register
 from simplexity_lab.engine.task import derived_seed
 from simplexity_lab.experiments._maxent import AugmentedLagrangianConfig, AugmentedLagrangianTask
-from simplexity_lab.experiments.registry import Experiment, register
 
-__all__ = ["MaxEntDirichletConfig", "MaxEntDirichletTask", "main"]
+__all__ = [
+    "MaxEntDirichletConfig",
+    "MaxEntDirichletTask",
+]
 
 
 @dataclass(frozen=True)
@@ -232,10 +235,3 @@ EXPERIMENT = register(
         ),
     )
 )
-
-
-def main(config: MaxEntDirichletConfig, **run_options: Any) -> Any:
-    """Run the experiment with ``config`` (options of :func:`simplexity_lab.engine.run_config`)."""
-    from simplexity_lab.engine.runner import run_config
-
-    return run_config("maxent-dirichlet", config, **run_options)

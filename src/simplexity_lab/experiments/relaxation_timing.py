@@ -27,13 +27,16 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from simplexity_lab.engine.experiment import Experiment, register
 from simplexity_lab.engine.task import StepBatches, Task, TrainConfig, derived_seed
 from simplexity_lab.experiments._data import eval_subset, load_split
-from simplexity_lab.experiments.registry import Experiment, register
 from simplexity_lab.experiments.vae import DEFAULT_TEMPERATURE
 from simplexity_lab.models.discrete_vae import DiscreteVAE
 
-__all__ = ["RelaxationTimingConfig", "RelaxationTimingTask", "main"]
+__all__ = [
+    "RelaxationTimingConfig",
+    "RelaxationTimingTask",
+]
 
 
 @dataclass(frozen=True)
@@ -201,10 +204,3 @@ EXPERIMENT = register(
         paper_command="simplexity run relaxation-timing --budget paper --set net=nonlinear",
     )
 )
-
-
-def main(config: RelaxationTimingConfig, **run_options: Any) -> Any:
-    """Run the experiment with ``config`` (options of :func:`simplexity_lab.engine.run_config`)."""
-    from simplexity_lab.engine.runner import run_config
-
-    return run_config("relaxation-timing", config, **run_options)

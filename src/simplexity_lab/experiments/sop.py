@@ -1,8 +1,8 @@
 r"""``sop``: structured output prediction on binarized MNIST halves (IGR paper, REFERENCE §2.3).
 
 Predict the lower half (rows 14–27) of a statically binarized MNIST digit from its upper half
-(rows 0–13) through two stochastic layers of 240 binary units (:class:`~simplexity_lab.models.sop.
-StructuredOutputPredictor`), binary Gumbel-softmax (``relaxation=gumbel_softmax``) against binary
+(rows 0–13) through two stochastic layers of 240 binary units
+(:class:`~simplexity_lab.models.sop.StructuredOutputPredictor`), binary Gumbel-softmax (``relaxation=gumbel_softmax``) against binary
 IGR (``relaxation=igr_i``). Trained on :math:`-\log p(x_\downarrow \mid u)` with one relaxed sample,
 Adam with the learning rate decaying from 1e-3 to 1e-4, batch 100. Metrics (nats per image, lower
 is better):
@@ -24,14 +24,14 @@ from typing import Any, Literal
 
 import torch
 
+from simplexity_lab.engine.experiment import Experiment, register
 from simplexity_lab.engine.schedules import parse_schedule
 from simplexity_lab.engine.task import StepBatches, Task, TrainConfig
 from simplexity_lab.experiments._data import eval_subset, load_split
-from simplexity_lab.experiments.registry import Experiment, register
 from simplexity_lab.experiments.vae import default_temperature
 from simplexity_lab.models.sop import BINARY_RELAXATIONS, StructuredOutputPredictor
 
-__all__ = ["SOPConfig", "SOPTask", "main", "split_halves"]
+__all__ = ["SOPConfig", "SOPTask", "split_halves"]
 
 
 def split_halves(x: torch.Tensor, side: int = 28) -> tuple[torch.Tensor, torch.Tensor]:
@@ -187,10 +187,3 @@ EXPERIMENT = register(
         paper_command="simplexity run sop --budget paper --set relaxation=R --set seed=S",
     )
 )
-
-
-def main(config: SOPConfig, **run_options: Any) -> Any:
-    """Run the experiment with ``config`` (options of :func:`simplexity_lab.engine.run_config`)."""
-    from simplexity_lab.engine.runner import run_config
-
-    return run_config("sop", config, **run_options)

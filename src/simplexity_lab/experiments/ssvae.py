@@ -25,12 +25,16 @@ from typing import Any
 
 import torch
 
+from simplexity_lab.engine.experiment import Experiment, register
 from simplexity_lab.engine.task import StepBatches, Task, TrainConfig, derived_seed
 from simplexity_lab.experiments._data import eval_subset, load_split
-from simplexity_lab.experiments.registry import Experiment, register
 from simplexity_lab.models.ssvae import SemiSupervisedVAE, methods
 
-__all__ = ["SSVAEConfig", "SSVAETask", "labelled_indices", "main"]
+__all__ = [
+    "SSVAEConfig",
+    "SSVAETask",
+    "labelled_indices",
+]
 
 
 @dataclass(frozen=True)
@@ -185,10 +189,3 @@ EXPERIMENT = register(
         paper_command="simplexity run ssvae --budget paper --set method=METHOD --set seed=S",
     )
 )
-
-
-def main(config: SSVAEConfig, **run_options: Any) -> Any:
-    """Run the experiment with ``config`` (options of :func:`simplexity_lab.engine.run_config`)."""
-    from simplexity_lab.engine.runner import run_config
-
-    return run_config("ssvae", config, **run_options)

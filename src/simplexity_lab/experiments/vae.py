@@ -18,13 +18,17 @@ from typing import Any, Literal
 
 import torch
 
+from simplexity_lab.engine.experiment import Experiment, register
 from simplexity_lab.engine.schedules import parse_schedule
 from simplexity_lab.engine.task import StepBatches, Task, TrainConfig
 from simplexity_lab.experiments._data import eval_subset, load_split
-from simplexity_lab.experiments.registry import Experiment, register
 from simplexity_lab.models.discrete_vae import DiscreteVAE
 
-__all__ = ["VAEConfig", "VAETask", "default_temperature", "main"]
+__all__ = [
+    "VAEConfig",
+    "VAETask",
+    "default_temperature",
+]
 
 DEFAULT_TEMPERATURE = {"gumbel_softmax": 0.67, "gumbel_softmax_st": 0.67}
 """Temperature when ``temperature="auto"``: 0.67 for the Gumbel-softmax, 0.1 for the IGR family
@@ -225,10 +229,3 @@ EXPERIMENT = register(
         paper_command="simplexity run vae --budget paper --set relaxation=RELAXATION --set net=nonlinear --set seed=S",
     )
 )
-
-
-def main(config: VAEConfig, **run_options: Any) -> Any:
-    """Run the experiment with ``config`` (options of :func:`simplexity_lab.engine.run_config`)."""
-    from simplexity_lab.engine.runner import run_config
-
-    return run_config("vae", config, **run_options)

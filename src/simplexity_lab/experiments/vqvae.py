@@ -24,13 +24,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from simplexity_lab.engine.experiment import Experiment, register
 from simplexity_lab.engine.task import StepBatches, Task, TrainConfig, derived_seed
 from simplexity_lab.experiments._data import eval_subset, load_split
-from simplexity_lab.experiments.registry import Experiment, register
 from simplexity_lab.models.pixelcnn import GatedPixelCNN
 from simplexity_lab.models.vqvae import VQVAE
 
-__all__ = ["VQVAEConfig", "VQVAETask", "main"]
+__all__ = [
+    "VQVAEConfig",
+    "VQVAETask",
+]
 
 
 @dataclass(frozen=True)
@@ -232,10 +235,3 @@ EXPERIMENT = register(
         ),
     )
 )
-
-
-def main(config: VQVAEConfig, **run_options: Any) -> Any:
-    """Run the experiment with ``config`` (options of :func:`simplexity_lab.engine.run_config`)."""
-    from simplexity_lab.engine.runner import run_config
-
-    return run_config("vqvae", config, **run_options)

@@ -1,18 +1,21 @@
-"""The registry of experiments by name, each with its config class and budgets.
+"""The experiment type and the registry of experiments by name, owned by the engine.
 
-An :class:`Experiment` ties a name (``"vae"``, ``"cvae"``, ``"flow2d"``, and later ``"igr-vae"``,
-``"ssvae"``, …) to a config dataclass (a :class:`~simplexity_lab.engine.task.TrainConfig` subclass),
-the :class:`~simplexity_lab.engine.task.Task` it trains, and named budgets: partial configs applied
+An :class:`Experiment` ties a name (``"vae"``, ``"cvae"``, ``"flow2d"``, …) to a config dataclass
+(a :class:`~simplexity_lab.engine.task.TrainConfig` subclass), the
+:class:`~simplexity_lab.engine.task.Task` it trains, and named budgets: partial configs applied
 before the user's overrides. Every experiment has at least ``"smoke"`` (seconds, for tests) and
 ``"paper"`` (the published setup); ``"demo"`` is what ``simplexity demo`` runs.
 
-To add one::
+The engine knows no experiment: :data:`EXPERIMENTS` starts empty and the experiment modules
+(:mod:`simplexity_lab.experiments`) fill it when they are imported. To add one::
 
-    register(Experiment(
+    EXPERIMENTS.add("my-exp", Experiment(
         name="my-exp", description="...", config_class=MyConfig, task_class=MyTask,
-        budgets={"smoke": {"steps": 20}, "paper": {"steps": 100_000}},
+        budgets={"smoke": TrainConfig.smoke(), "paper": {"steps": 100_000}},
         paper_command="simplexity run my-exp --budget paper",
     ))
+
+or :func:`register` (the same, with the experiment's own name).
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from simplexity._registry import Registry
 from simplexity_lab.engine.config import build_config
 
-__all__ = ["Experiment", "get", "names", "register"]
+__all__ = ["EXPERIMENTS", "Experiment", "register"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,13 @@ class Experiment:
         task_class: ``task_class(config, data_dir=...)`` builds the task.
         budgets: ``{"smoke": {...}, "paper": {...}, ...}`` partial configs.
         paper_command: how to reproduce the paper-scale result.
+
+    Example:
+        >>> from simplexity_lab.engine.task import TrainConfig
+        >>> exp = Experiment("demo", "a demo", TrainConfig, object,
+        ...                  budgets={"smoke": TrainConfig.smoke(), "paper": {"steps": 50}})
+        >>> exp.make_config("smoke").steps, exp.make_config("paper", ["seed=3"]).seed
+        (20, 3)
     """
 
     name: str
@@ -59,7 +70,7 @@ class Experiment:
         """The config: class defaults, then the budget, then each layer (dicts or ``k=v`` lists)."""
         if budget not in self.budgets:
             raise ValueError(
-                f"unknown budget {budget!r} for {self.name}; expected one of "
+                f"unknown budget {budget!r} for {self.name}; expected one of: "
                 f"{', '.join(self.budgets)}"
             )
         return build_config(self.config_class, self.budgets[budget], *layers)
@@ -69,26 +80,12 @@ class Experiment:
         return self.task_class(config, data_dir=data_dir)
 
 
-_REGISTRY: dict[str, Experiment] = {}
+EXPERIMENTS: Registry[Experiment] = Registry("experiment")
+"""Every registered experiment by name (filled by importing :mod:`simplexity_lab.experiments`)."""
 
 
 def register(experiment: Experiment) -> Experiment:
-    """Add ``experiment`` to the registry (its name must be new)."""
+    """Add ``experiment`` to :data:`EXPERIMENTS` under its own name (which must be new)."""
     if not isinstance(experiment, Experiment):
         raise TypeError(f"experiment must be an Experiment, got {type(experiment).__name__}")
-    if experiment.name in _REGISTRY:
-        raise ValueError(f"an experiment named {experiment.name!r} is already registered")
-    _REGISTRY[experiment.name] = experiment
-    return experiment
-
-
-def names() -> list[str]:
-    """The registered experiment names."""
-    return sorted(_REGISTRY)
-
-
-def get(name: str) -> Experiment:
-    """The experiment registered as ``name``."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown experiment {name!r}; expected one of {', '.join(names())}")
-    return _REGISTRY[name]
+    return EXPERIMENTS.add(experiment.name, experiment)
