@@ -33,13 +33,13 @@ import torch
 from torch import Tensor
 
 from simplexity_lab.data.multi30k import load_multi30k
+from simplexity_lab.engine.experiment import Experiment, register
 from simplexity_lab.engine.task import StepBatches, Task, TrainConfig
 from simplexity_lab.experiments._data import eval_subset
-from simplexity_lab.experiments.registry import Experiment, register
 from simplexity_lab.models.transformer import EOS, PAD, Seq2SeqTransformer
 from simplexity.nn.output import output_names
 
-__all__ = ["TranslationConfig", "TranslationTask", "main", "train_tokenizer"]
+__all__ = ["TranslationConfig", "TranslationTask", "train_tokenizer"]
 
 
 @dataclass(frozen=True)
@@ -287,10 +287,3 @@ EXPERIMENT = register(
         paper_command="simplexity run translation --budget paper --set normalizer=NORMALIZER --set seed=S",
     )
 )
-
-
-def main(config: TranslationConfig, **run_options: Any) -> Any:
-    """Run the experiment with ``config`` (options of :func:`simplexity_lab.engine.run_config`)."""
-    from simplexity_lab.engine.runner import run_config
-
-    return run_config("translation", config, **run_options)
