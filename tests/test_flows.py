@@ -9,6 +9,7 @@ import torch
 from torch.distributions import Independent, Normal, TransformedDistribution
 from torch.distributions.transforms import AffineTransform
 
+from simplexity.distributions import PlanarFlows
 from simplexity.flows import (
     AffineCoupling,
     Flow,
@@ -20,7 +21,7 @@ from simplexity.flows import (
     Radial,
     SimplexTransform,
 )
-from simplexity.flows.coupling import MLP
+from simplexity.nn import MLP
 
 DT = torch.float64
 
@@ -194,3 +195,145 @@ def test_bad_arguments():
         PlanarTransform(torch.zeros(2), torch.zeros(3), torch.tensor(0.0))
     assert isinstance(MLP(2, 2, ()), torch.nn.Sequential)
     assert math.isfinite(float(Flow(GaussianBase(2)(), []).log_prob(torch.zeros(2))))
+
+
+def test_one_mlp_for_the_flows_and_the_lab():
+    torch.manual_seed(0)
+    net = MLP(3, 2, (5, 4))
+    assert [type(m) for m in net] == [
+        torch.nn.Linear, torch.nn.SiLU, torch.nn.Linear, torch.nn.SiLU, torch.nn.Linear
+    ]  # fmt: skip
+    # the state dict of the same layers written as a plain nn.Sequential loads (old checkpoints)
+    plain = torch.nn.Sequential(
+        torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 4), torch.nn.ReLU(),
+        torch.nn.Linear(4, 2),
+    )  # fmt: skip
+    relu = MLP(3, 2, [5, 4], activation=torch.nn.ReLU)
+    relu.load_state_dict(plain.state_dict())
+    x = torch.randn(7, 3)
+    torch.testing.assert_close(relu(x), plain(x))
+    zero = MLP(3, 2, (5,), zero_last=True)
+    assert bool((zero(x) == 0).all())
+    assert len(MLP(3, 2, ())) == 1
+    for bad, error in (
+        (lambda: MLP(0, 2), ValueError),
+        (lambda: MLP(3, 2, (4, 0)), ValueError),
+        (lambda: MLP(3, 2.0), TypeError),
+        (lambda: MLP(3, 2, 8), TypeError),
+        (lambda: MLP(3, 2, activation="relu"), TypeError),
+    ):
+        with pytest.raises(error, match=r"in_features|out_features|hidden|activation"):
+            bad()
+    # the coupling layers and RAD use this MLP
+    assert isinstance(AffineCoupling(2).net, MLP)
+
+
+def test_one_trainable_planar_flow():
+    # flows.Planar is PlanarFlows with a single layer: same parameters, same initial values
+    torch.manual_seed(4)
+    layer = Planar(3)
+    torch.manual_seed(4)
+    single = PlanarFlows(3, None)
+    assert isinstance(layer, PlanarFlows)
+    for a, b in zip(layer.parameters(), single.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert layer.u.shape == (3,) and layer.b.shape == ()
+    t = layer()
+    assert isinstance(t, PlanarTransform) and t._cache_size == 0
+    # a stack of L layers: (L, D) parameters, one transform per layer, cached for IGR-Planar
+    stack = PlanarFlows(3, 2)
+    transforms = stack()
+    assert len(transforms) == 2 and all(f._cache_size == 1 for f in transforms)
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(
+        transforms[1](transforms[0](x)),
+        PlanarTransform(stack.u[1], stack.w[1], stack.b[1])(
+            PlanarTransform(stack.u[0], stack.w[0], stack.b[0])(x)
+        ),
+    )
+    with pytest.raises(ValueError, match="num_flows"):
+        PlanarFlows(3, -1)
+    with pytest.raises(TypeError, match="dim"):
+        PlanarFlows(3.0)
+
+
+# ---------------------------------------------------------------- torch's and zuko's conventions
+def _planar_flow(batch=(), validate_args=None) -> Flow:
+    torch.manual_seed(0)
+    loc, scale = torch.zeros(*batch, 2, dtype=DT), torch.ones(*batch, 2, dtype=DT)
+    base = Independent(Normal(loc, scale, validate_args=False), 1, validate_args=False)
+    planar = _randomize(Planar(2).double(), 4)()
+    return Flow(base, [planar, SimplexTransform()], validate_args=validate_args)
+
+
+def test_flow_validates_values_when_asked():
+    flow = _planar_flow(validate_args=True)
+    with pytest.raises(ValueError, match="value"):
+        flow.log_prob(torch.tensor([0.5, 0.7, -0.2], dtype=DT))  # off the simplex
+    assert math.isfinite(float(flow.log_prob(torch.tensor([0.2, 0.3, 0.5], dtype=DT)).detach()))
+    off = torch.tensor([0.5, 0.7, -0.2], dtype=DT)
+    assert _planar_flow(validate_args=False).log_prob(off).isnan()
+
+
+def test_flow_log_prob_of_the_wrong_event_size_names_value():
+    flow = _planar_flow()
+    with pytest.raises(ValueError, match=r"value.*\(\.\.\., 3\)"):
+        flow.log_prob(torch.full((4, 2), 0.5, dtype=DT))
+
+
+def test_flow_expand():
+    flow = _planar_flow(batch=(2,))
+    e = flow.expand((5, 2))
+    assert type(e) is Flow and e.batch_shape == (5, 2) and e.event_shape == (3,)
+    z = e.sample((3,))
+    assert z.shape == (3, 5, 2, 3)
+    torch.testing.assert_close(e.log_prob(z), flow.log_prob(z))
+
+
+def test_mixture_base_rejects_a_relaxed_reparam_without_temperature():
+    with pytest.raises(ValueError, match="temperature"):
+        MixtureBase(2, 3, reparam="gumbel_softmax")
+    with pytest.raises(ValueError, match="temperature"):
+        MixtureBase(2, 3, reparam="igr", temperature=-1.0)
+    with pytest.raises(ValueError, match="K >= 2"):
+        MixtureBase(2, 1, reparam="igr", temperature=0.5)
+    with pytest.raises(ValueError, match="temperature"):
+        MixtureBase(2, 3, temperature=0.5)  # pathwise takes none
+
+
+def test_mixture_base_scale_stays_positive_and_finite_whatever_the_parameters():
+    base = MixtureBase(2, 3)
+    with torch.no_grad():
+        base.log_scale.copy_(torch.tensor([[-200.0, 0.0], [300.0, 1.0], [0.0, -1e4]]))
+    p = base()
+    assert bool((p.scale > 0).all() & p.scale.isfinite().all())
+    assert bool(p.log_prob(torch.zeros(4, 2)).isfinite().all())
+
+
+def test_lazy_modules_take_zuko_s_context_argument():
+    c = torch.randn(3)
+    for module in (GaussianBase(2), MixtureBase(2, 3), Planar(2), Radial(2), AffineCoupling(2)):
+        assert type(module(c)) is type(module()) and type(module(None)) is type(module())
+    flow = LazyFlow(MixtureBase(2, 3), [Planar(2), AffineCoupling(2)])
+    assert isinstance(flow(c), Flow) and isinstance(flow(None), Flow)
+
+
+def test_zuko_flow_takes_a_mixture_base_directly_and_trains():
+    zuko = pytest.importorskip("zuko")
+    torch.manual_seed(0)
+    data = torch.cat([torch.randn(256, 2) * 0.3 + 2, torch.randn(256, 2) * 0.3 - 2])
+    base = MixtureBase(2, 8)
+    flow = zuko.flows.Flow(zuko.flows.MAF(2, transforms=1, hidden_features=(16,)).transform, base)
+    opt = torch.optim.Adam(flow.parameters(), lr=1e-2)
+    first = float(-flow().log_prob(data).mean().detach())
+    for _ in range(60):
+        loss = -flow().log_prob(data).mean()
+        opt.zero_grad()
+        loss.backward()
+        assert base.logits.grad is not None and base.log_scale.grad is not None
+        opt.step()
+    assert float(loss.detach()) < first - 0.5
+    assert flow().sample((5,)).shape == (5, 2)
+    # with a context the base is expanded to the context's batch shape
+    cflow = zuko.flows.Flow(zuko.flows.MAF(2, 1, transforms=1).transform, MixtureBase(2, 4))
+    assert cflow(torch.randn(7, 1)).log_prob(torch.randn(7, 2)).shape == (7,)

@@ -8,9 +8,14 @@ from torch.distributions import Distribution, kl_divergence
 
 from simplexity.distributions import (
     IGR,
+    DecoupledStraightThrough,
+    GumbelRao,
     GumbelSoftmax,
+    GumbelStraightThrough,
     IGRPlanar,
     IGRStickBreaking,
+    ReinMax,
+    StraightThrough,
     monte_carlo_kl,
     relaxations,
     zero_temperature_limit,
@@ -23,6 +28,12 @@ EXPECTED = {
     "igr_i": (IGR, 2 * (K - 1)),
     "igr_planar": (IGRPlanar, 2 * (K - 1)),
     "igr_sb": (IGRStickBreaking, 2 * (K - 1)),
+    # the straight-through family (tested in test_estimators.py)
+    "straight_through": (StraightThrough, K),
+    "st_gumbel": (GumbelStraightThrough, K),
+    "gumbel_rao": (GumbelRao, K),
+    "reinmax": (ReinMax, K),
+    "decoupled_st": (DecoupledStraightThrough, K),
 }
 
 

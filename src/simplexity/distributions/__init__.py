@@ -12,7 +12,6 @@ from simplexity.distributions.igr import (
     IGRBase,
     IGRPlanar,
     IGRStickBreaking,
-    PlanarFlows,
     Truncation,
     stick_breaking_truncation,
 )
@@ -24,6 +23,7 @@ from simplexity.distributions.limits import (
     zero_temperature_limit,
 )
 from simplexity.distributions.mixture import MixtureOfGaussians
+from simplexity.distributions.planar import PlanarFlows
 from simplexity.distributions.score_function import RunningMean, score_function_surrogate
 from simplexity.distributions.straight_through import (
     DecoupledStraightThrough,

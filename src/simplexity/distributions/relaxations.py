@@ -8,7 +8,17 @@ name                      encoder outputs per variable    distribution
 ``"igr_i"``               :math:`2(K-1)` (loc, scale)     :class:`IGR`
 ``"igr_planar"``          :math:`2(K-1)` (loc, scale)     :class:`IGRPlanar`
 ``"igr_sb"``              :math:`2(K-1)` (loc, scale)     :class:`IGRStickBreaking`
+``"straight_through"``    :math:`K` (logits)              :class:`StraightThrough`
+``"st_gumbel"``           :math:`K` (logits)              :class:`GumbelStraightThrough`
+``"gumbel_rao"``          :math:`K` (logits)              :class:`GumbelRao`
+``"reinmax"``             :math:`K` (logits)              :class:`ReinMax`
+``"decoupled_st"``        :math:`K` (logits)              :class:`DecoupledStraightThrough`
 ========================  ==============================  ==============================
+
+The last five are not relaxations but categoricals with a straight-through gradient
+(:mod:`~simplexity.distributions.straight_through`): the samples are exact one-hot vectors, the
+prior is the uniform ``OneHotCategorical`` and the KL is the categorical one, in closed form; the
+temperature is the estimator's (for ``"decoupled_st"`` the backward one).
 
 A relaxation is a small :class:`torch.nn.Module` (it holds the trainable planar flows of
 ``"igr_planar"``; the others have no parameters): ``relaxation(raw, temperature)`` returns
@@ -32,50 +42,66 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.distributions import Distribution, kl_divergence
+from torch.distributions import Distribution, OneHotCategorical, kl_divergence
 
-from simplexity._checks import check_floating, check_positive
+from simplexity._checks import check_floating, check_int, check_positive
+from simplexity._registry import Registry
 from simplexity.distributions.gumbel_softmax import GumbelSoftmax
-from simplexity.distributions.igr import IGR, IGRBase, IGRPlanar, IGRStickBreaking, PlanarFlows
+from simplexity.distributions.igr import IGR, IGRBase, IGRPlanar, IGRStickBreaking
 from simplexity.distributions.kl import NoClosedFormKLError, monte_carlo_kl
 from simplexity.distributions.limits import igr_uniform_prior_loc
+from simplexity.distributions.planar import PlanarFlows
+from simplexity.distributions.straight_through import (
+    DecoupledStraightThrough,
+    GumbelRao,
+    GumbelStraightThrough,
+    OneHotSurrogate,
+    ReinMax,
+    StraightThrough,
+)
 
 __all__ = [
+    "DecoupledStraightThroughRelaxation",
+    "GumbelRaoRelaxation",
     "GumbelSoftmaxRelaxation",
+    "GumbelStraightThroughRelaxation",
     "IGRPlanarRelaxation",
     "IGRRelaxation",
     "IGRStickBreakingRelaxation",
+    "ReinMaxRelaxation",
     "Relaxation",
+    "StraightThroughRelaxation",
     "get",
     "names",
     "register",
 ]
 
-_REGISTRY: dict[str, Callable[..., Relaxation]] = {}
+_REGISTRY: Registry[type[Relaxation]] = Registry("relaxation")
 
 
 def register(name: str) -> Callable[[type[Relaxation]], type[Relaxation]]:
-    """Class decorator that registers a :class:`Relaxation` under ``name``."""
+    """Class decorator that registers a :class:`Relaxation` under ``name`` (and sets its ``name``)."""
 
     def wrap(cls: type[Relaxation]) -> type[Relaxation]:
-        if name in _REGISTRY:
-            raise ValueError(f"a relaxation named {name!r} is already registered")
-        _REGISTRY[name] = cls
+        _REGISTRY.add(name, cls)
         cls.name = name
         return cls
 
     return wrap
 
 
-def names() -> tuple[str, ...]:
-    """Names of the registered relaxations."""
-    return tuple(_REGISTRY)
+def names() -> list[str]:
+    """Names of the registered relaxations, in registration order.
+
+    Example:
+        >>> names()[:2]
+        ['gumbel_softmax', 'gumbel_softmax_st']
+    """
+    return _REGISTRY.names()
 
 
 def get(name: str, **kwargs: object) -> Relaxation:
     """Build the relaxation registered as ``name`` (keyword arguments go to its constructor)."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown relaxation {name!r}; expected one of {', '.join(names())}")
     return _REGISTRY[name](**kwargs)
 
 
@@ -90,12 +116,8 @@ class Relaxation(nn.Module):
 
     def __init__(self, num_categories: int | None = None) -> None:
         super().__init__()
-        if num_categories is not None and (
-            isinstance(num_categories, bool)
-            or not isinstance(num_categories, int)
-            or num_categories < 2
-        ):
-            raise ValueError(f"num_categories must be an int >= 2, got {num_categories!r}")
+        if num_categories is not None:
+            num_categories = check_int("num_categories", num_categories, min=2)
         self.num_categories = num_categories
 
     def num_params(self, num_categories: int) -> int:
@@ -293,3 +315,96 @@ class IGRStickBreakingRelaxation(_IGRRelaxationBase):
 
     def _build(self, loc: Tensor, scale: Tensor, temperature: float | Tensor) -> IGRStickBreaking:
         return IGRStickBreaking(loc, scale, temperature, self.delta)
+
+
+class _StraightThroughRelaxation(Relaxation):
+    """Raw outputs: the K logits of a categorical sampled exactly, with a straight-through gradient.
+
+    The prior is the uniform :class:`~torch.distributions.OneHotCategorical` (whatever the
+    temperature), so ``kl(q, prior)`` is the closed-form categorical KL.
+    """
+
+    def num_params(self, num_categories: int) -> int:
+        return num_categories
+
+    def categories_from_params(self, num_params: int) -> int:
+        if num_params < 2:
+            raise ValueError(f"{self.name} needs K >= 2 raw outputs (logits), got {num_params}")
+        return num_params
+
+    def _build(self, logits: Tensor, temperature: float | Tensor) -> OneHotSurrogate:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def forward(self, raw: Tensor, temperature: float | Tensor) -> OneHotSurrogate:
+        self._categories(raw)
+        return self._build(raw, temperature)
+
+    def prior(
+        self,
+        num_categories: int,
+        temperature: float | Tensor,
+        batch_shape: torch.Size | tuple[int, ...] = (),
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> OneHotCategorical:
+        dtype, device = _dtype_device(temperature, dtype, device)
+        logits = torch.zeros(_shape(batch_shape, num_categories), dtype=dtype, device=device)
+        return OneHotCategorical(logits=logits)
+
+
+@register("straight_through")
+class StraightThroughRelaxation(_StraightThroughRelaxation):
+    """Straight-through (Bengio et al. 2013); the temperature is that of the backward softmax."""
+
+    def _build(self, logits: Tensor, temperature: float | Tensor) -> StraightThrough:
+        return StraightThrough(logits=logits, temperature=temperature)
+
+
+@register("st_gumbel")
+class GumbelStraightThroughRelaxation(_StraightThroughRelaxation):
+    """Straight-through Gumbel-softmax (Jang et al. 2017) as a categorical (categorical KL)."""
+
+    def _build(self, logits: Tensor, temperature: float | Tensor) -> GumbelStraightThrough:
+        return GumbelStraightThrough(temperature, logits=logits)
+
+
+@register("gumbel_rao")
+class GumbelRaoRelaxation(_StraightThroughRelaxation):
+    """Gumbel-Rao (Paulus et al. 2021) with ``num_draws`` conditional Gumbel draws."""
+
+    def __init__(self, num_categories: int | None = None, num_draws: int = 10) -> None:
+        super().__init__(num_categories)
+        self.num_draws = check_int("num_draws", num_draws, min=1)
+
+    def _build(self, logits: Tensor, temperature: float | Tensor) -> GumbelRao:
+        return GumbelRao(temperature, logits=logits, num_draws=self.num_draws)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, num_draws={self.num_draws}"
+
+
+@register("reinmax")
+class ReinMaxRelaxation(_StraightThroughRelaxation):
+    """ReinMax (Liu et al. 2023); its authors recommend temperatures >= 1."""
+
+    def _build(self, logits: Tensor, temperature: float | Tensor) -> ReinMax:
+        return ReinMax(logits=logits, temperature=temperature)
+
+
+@register("decoupled_st")
+class DecoupledStraightThroughRelaxation(_StraightThroughRelaxation):
+    """Decoupled straight-through (Shah et al. 2024): ``forward_temperature`` fixed here, the
+    temperature passed at each call is the backward one."""
+
+    def __init__(self, num_categories: int | None = None, forward_temperature: float = 1.0) -> None:
+        super().__init__(num_categories)
+        self.forward_temperature = float(check_positive("forward_temperature", forward_temperature))
+
+    def _build(self, logits: Tensor, temperature: float | Tensor) -> DecoupledStraightThrough:
+        tau_f: float | Tensor = self.forward_temperature
+        if isinstance(temperature, Tensor):
+            tau_f = torch.tensor(tau_f, dtype=temperature.dtype, device=temperature.device)
+        return DecoupledStraightThrough(tau_f, temperature, logits=logits)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, forward_temperature={self.forward_temperature}"

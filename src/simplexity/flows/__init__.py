@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from simplexity.flows.bases import GaussianBase, MixtureBase
 from simplexity.flows.bijections import SimplexTransform
-from simplexity.flows.coupling import MLP, AffineCoupling, AffineCouplingTransform
+from simplexity.flows.coupling import AffineCoupling, AffineCouplingTransform
 from simplexity.flows.flow import Flow, LazyFlow
 from simplexity.flows.maxent import (
     AugmentedLagrangian,
@@ -25,7 +25,6 @@ from simplexity.flows.rad import RAD, RADDistribution, RADLayer
 from simplexity.flows.radial import Radial, RadialTransform
 
 __all__ = [
-    "MLP",
     "RAD",
     "AffineCoupling",
     "AffineCouplingTransform",

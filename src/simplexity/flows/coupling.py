@@ -1,8 +1,7 @@
-r"""Affine coupling layers (Real NVP, Dinh et al. 2017) and the small MLP they use."""
+r"""Affine coupling layers (Real NVP, Dinh et al. 2017), conditioned by :class:`simplexity.nn.MLP`."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Sequence
 
 import torch
@@ -10,41 +9,10 @@ from torch import Tensor, nn
 from torch.distributions import constraints
 from torch.distributions.transforms import Transform
 
-__all__ = ["MLP", "AffineCoupling", "AffineCouplingTransform"]
+from simplexity._checks import check_int
+from simplexity.nn.mlp import MLP
 
-
-class MLP(nn.Sequential):
-    r"""A multi-layer perceptron ``in -> hidden... -> out`` with SiLU activations.
-
-    Args:
-        in_features: input size.
-        out_features: output size.
-        hidden: sizes of the hidden layers.
-        zero_last: initialize the last layer to zero (so that a coupling starts at the identity).
-
-    Example:
-        >>> MLP(2, 3, (8, 8))(torch.randn(4, 2)).shape
-        torch.Size([4, 3])
-    """
-
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        hidden: Sequence[int] = (64, 64),
-        *,
-        zero_last: bool = False,
-    ) -> None:
-        layers: list[nn.Module] = []
-        sizes = [in_features, *hidden]
-        for a, b in itertools.pairwise(sizes):
-            layers += [nn.Linear(a, b), nn.SiLU()]
-        last = nn.Linear(sizes[-1], out_features)
-        if zero_last:
-            nn.init.zeros_(last.weight)
-            nn.init.zeros_(last.bias)
-        layers.append(last)
-        super().__init__(*layers)
+__all__ = ["AffineCoupling", "AffineCouplingTransform"]
 
 
 def _soft_clamp(x: Tensor, bound: float) -> Tensor:
@@ -144,8 +112,7 @@ class AffineCoupling(nn.Module):
         bound: float = 3.0,
     ) -> None:
         super().__init__()
-        if isinstance(features, bool) or not isinstance(features, int) or features < 2:
-            raise ValueError(f"features must be an int >= 2 for a coupling layer, got {features!r}")
+        features = check_int("features", features, min=2)
         if mask is None:
             mask = torch.arange(features) % 2 == parity
         elif mask.shape != (features,) or mask.dtype != torch.bool:
@@ -156,5 +123,6 @@ class AffineCoupling(nn.Module):
         self.bound = bound
         self.net = MLP(features, 2 * features, hidden, zero_last=True)
 
-    def forward(self) -> AffineCouplingTransform:
+    def forward(self, c: Tensor | None = None) -> AffineCouplingTransform:
+        """Return the transform; the context ``c`` is ignored (zuko's lazy-module protocol)."""
         return AffineCouplingTransform(self.mask, self.net, self.bound)

@@ -1,22 +1,26 @@
-r"""Planar flows (Rezende & Mohamed 2015): the trainable layer.
+r"""Planar flows (Rezende & Mohamed 2015) as a flow layer: one trainable layer per module.
 
-The transform itself, :class:`~simplexity.distributions.transforms.PlanarTransform` (invertibility
-constraint on :math:`u`, closed-form log-determinant, safeguarded-Newton inverse with
-implicit-function gradients), is shared with IGR-Planar and re-exported here.
+:class:`Planar` is the library's one trainable planar flow,
+:class:`~simplexity.distributions.planar.PlanarFlows`, holding a single layer: ``Planar(D)()`` returns a
+:class:`PlanarTransform` (invertibility constraint on :math:`u`, closed-form log-determinant,
+safeguarded-Newton inverse with implicit-function gradients), the transform shared with IGR-Planar and
+re-exported here.
+
+References:
+    Rezende, Mohamed. "Variational Inference with Normalizing Flows", ICML 2015.
 """
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
+from simplexity._checks import check_int
+from simplexity.distributions.planar import PlanarFlows
 from simplexity.distributions.transforms import PlanarTransform
 
 __all__ = ["Planar", "PlanarTransform"]
 
 
-class Planar(nn.Module):
-    r"""Trainable planar layer: ``Planar(D)()`` returns a :class:`PlanarTransform`.
+class Planar(PlanarFlows):
+    r"""Trainable planar layer: ``Planar(D)()`` returns a :class:`PlanarTransform` (without a cache).
 
     Args:
         features: the dimension D.
@@ -33,12 +37,4 @@ class Planar(nn.Module):
     """
 
     def __init__(self, features: int, init_scale: float = 0.1) -> None:
-        super().__init__()
-        if isinstance(features, bool) or not isinstance(features, int) or features < 1:
-            raise ValueError(f"features must be an int >= 1, got {features!r}")
-        self.u = nn.Parameter(torch.randn(features) * init_scale)
-        self.w = nn.Parameter(torch.randn(features) * init_scale)
-        self.b = nn.Parameter(torch.zeros(()))
-
-    def forward(self) -> PlanarTransform:
-        return PlanarTransform(self.u, self.w, self.b, cache_size=0)
+        super().__init__(check_int("features", features, min=1), None, init_scale, cache_size=0)
