@@ -115,3 +115,22 @@ def test_bad_arguments():
         RAD(GaussianBase(2), [RADLayer(1, 3)])()
     with pytest.raises(ValueError, match="last dimension"):
         RADLayer(2, 3).transform(torch.zeros(4, 1))
+
+
+def test_rad_distribution_validates_and_expands():
+    from simplexity.flows import RADDistribution
+
+    model = rad_1d(3, 0)
+    layers = list(model.layers)
+    base = model.base()
+    d = RADDistribution(base, layers, validate_args=True)
+    with pytest.raises(ValueError, match="value"):
+        d.log_prob(torch.tensor([float("nan")], dtype=DT))
+    with pytest.raises(ValueError, match="value"):
+        d.log_prob(torch.zeros(4, 2, dtype=DT))
+    e = RADDistribution(base, layers).expand((4,))
+    assert type(e) is RADDistribution and e.batch_shape == (4,)
+    y = e.sample((3,))
+    assert y.shape == (3, 4, 1)
+    torch.testing.assert_close(e.log_prob(y), model().log_prob(y))
+    assert isinstance(model(torch.randn(2)), RADDistribution)  # zuko's context argument

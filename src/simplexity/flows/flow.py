@@ -35,6 +35,8 @@ class Flow(Distribution):
     Args:
         base: a distribution with ``event_shape`` of length 1.
         transforms: torch transforms applied in order.
+        validate_args: check values given to :meth:`log_prob` against the support (torch's
+            convention).
 
     Example:
         >>> from simplexity.flows import Planar, GaussianBase
@@ -69,7 +71,16 @@ class Flow(Distribution):
         shape = base.batch_shape + base.event_shape
         for t in transforms:
             shape = t.forward_shape(shape)
-        super().__init__(shape[:-1], shape[-1:], validate_args=False)
+        super().__init__(shape[:-1], shape[-1:], validate_args=validate_args)
+
+    def expand(self, batch_shape: _SizeLike, _instance: Flow | None = None) -> Flow:
+        new = self._get_checked_instance(Flow, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.base = self.base.expand(batch_shape)
+        new.transforms = list(self.transforms)
+        Distribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
 
     @property
     def has_rsample(self) -> bool:
@@ -77,7 +88,12 @@ class Flow(Distribution):
 
     @property
     def support(self) -> constraints.Constraint:
-        return self.transforms[-1].codomain if self.transforms else self.base.support
+        if not self.transforms:
+            return self.base.support
+        codomain = self.transforms[-1].codomain
+        if codomain.event_dim < 1:  # an elementwise last transform: its codomain per coordinate
+            return constraints.independent(codomain, 1 - codomain.event_dim)
+        return codomain
 
     def _forward(self, z: Tensor, log_p: Tensor) -> tuple[Tensor, Tensor]:
         for t in self.transforms:
@@ -122,6 +138,15 @@ class Flow(Distribution):
         return self._forward(z, log_p)
 
     def log_prob(self, value: Tensor) -> Tensor:
+        if not isinstance(value, Tensor):
+            raise TypeError(f"value must be a torch.Tensor, got {type(value).__name__}")
+        if value.dim() < 1 or value.shape[-1:] != self.event_shape:
+            raise ValueError(
+                f"value must have shape (..., {self.event_shape[0]}) (the event shape), got "
+                f"{tuple(value.shape)}"
+            )
+        if self._validate_args:
+            self._validate_sample(value)
         log_det = torch.zeros((), dtype=value.dtype, device=value.device)
         y = value
         for t in reversed(self.transforms):
@@ -132,7 +157,12 @@ class Flow(Distribution):
 
 
 class LazyFlow(nn.Module):
-    r"""A trainable flow: ``forward()`` returns ``Flow(base(), [t() for t in transforms])``.
+    r"""A trainable flow: ``forward(c)`` returns ``Flow(base(c), [t(c) for t in transforms])``.
+
+    It speaks zuko's lazy protocol (``forward(c=None)`` builds and returns a distribution), and so do
+    the bases and layers of :mod:`simplexity.flows`: they ignore the context ``c`` (they are
+    unconditional), so a zuko ``Flow`` takes them directly. ``LazyFlow()`` calls each module without
+    an argument, so modules whose ``forward()`` takes none work too.
 
     Args:
         base: a module whose ``forward()`` returns the base distribution (e.g.
@@ -151,12 +181,31 @@ class LazyFlow(nn.Module):
 
     def __init__(self, base: nn.Module, transforms: Sequence[nn.Module | Transform]) -> None:
         super().__init__()
+        if not isinstance(base, nn.Module):
+            raise TypeError(
+                f"base must be a module whose forward() returns a distribution, got "
+                f"{type(base).__name__}"
+            )
+        transforms = list(transforms)
+        for i, t in enumerate(transforms):
+            if not isinstance(t, nn.Module | Transform):
+                raise TypeError(
+                    f"transforms[{i}] must be a module returning a Transform or a Transform, got "
+                    f"{type(t).__name__}"
+                )
         self.base = base
         self.fixed = {i: t for i, t in enumerate(transforms) if isinstance(t, Transform)}
         self.transforms = nn.ModuleList(t for t in transforms if not isinstance(t, Transform))
         self.length = len(transforms)
 
-    def forward(self) -> Flow:
+    def forward(self, c: Tensor | None = None) -> Flow:
+        """Build the flow; the context ``c`` is passed on to the modules when given."""
+
+        def build(module: nn.Module) -> Any:
+            return module() if c is None else module(c)
+
         modules = iter(self.transforms)
-        built = [self.fixed[i] if i in self.fixed else next(modules)() for i in range(self.length)]
-        return Flow(self.base(), built)
+        built = [
+            self.fixed[i] if i in self.fixed else build(next(modules)) for i in range(self.length)
+        ]
+        return Flow(build(self.base), built)

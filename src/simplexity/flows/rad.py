@@ -179,15 +179,23 @@ class RADDistribution(Distribution):
         base: distribution of the latent variable, event shape ``(D,)``, e.g. a
             :class:`~simplexity.flows.flow.Flow`.
         layers: :class:`RADLayer` modules, applied to the data in order.
+        validate_args: check values given to :meth:`log_prob` (torch's convention).
     """
 
     arg_constraints: dict[str, constraints.Constraint] = {}  # noqa: RUF012
     support = constraints.real_vector
     has_rsample = False
 
-    def __init__(self, base: Distribution, layers: Sequence[RADLayer]) -> None:
-        if not isinstance(base, Distribution) or len(base.event_shape) != 1:
-            raise TypeError("base must be a torch Distribution with event shape (D,)")
+    def __init__(
+        self, base: Distribution, layers: Sequence[RADLayer], validate_args: bool | None = None
+    ) -> None:
+        if not isinstance(base, Distribution):
+            raise TypeError(f"base must be a torch Distribution, got {type(base).__name__}")
+        if len(base.event_shape) != 1:
+            raise ValueError(
+                f"base must have a vector event shape (D,), got {tuple(base.event_shape)}"
+            )
+        layers = list(layers)
         for i, layer in enumerate(layers):
             if not isinstance(layer, RADLayer):
                 raise TypeError(f"layers[{i}] must be a RADLayer, got {type(layer).__name__}")
@@ -197,10 +205,30 @@ class RADDistribution(Distribution):
                     f"{tuple(base.event_shape)}"
                 )
         self.base = base
-        self.layers = list(layers)
-        super().__init__(base.batch_shape, base.event_shape, validate_args=False)
+        self.layers = layers
+        super().__init__(base.batch_shape, base.event_shape, validate_args=validate_args)
+
+    def expand(
+        self, batch_shape: _SizeLike, _instance: RADDistribution | None = None
+    ) -> RADDistribution:
+        new = self._get_checked_instance(RADDistribution, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new.base = self.base.expand(batch_shape)
+        new.layers = list(self.layers)
+        Distribution.__init__(new, batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
 
     def log_prob(self, value: Tensor) -> Tensor:
+        if not isinstance(value, Tensor):
+            raise TypeError(f"value must be a torch.Tensor, got {type(value).__name__}")
+        if value.dim() < 1 or value.shape[-1:] != self.event_shape:
+            raise ValueError(
+                f"value must have shape (..., {self.event_shape[0]}) (the event shape), got "
+                f"{tuple(value.shape)}"
+            )
+        if self._validate_args:
+            self._validate_sample(value)
         total = torch.zeros((), dtype=value.dtype, device=value.device)
         x = value
         for layer in self.layers:
@@ -242,5 +270,7 @@ class RAD(nn.Module):
         self.base = base
         self.layers = nn.ModuleList(layers)
 
-    def forward(self) -> RADDistribution:
-        return RADDistribution(self.base(), list(self.layers))
+    def forward(self, c: Tensor | None = None) -> RADDistribution:
+        """Build the distribution; the context ``c`` is passed to the base module when given."""
+        base = self.base() if c is None else self.base(c)
+        return RADDistribution(base, list(self.layers))

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from torch.distributions import constraints
 from torch.distributions.transforms import Transform
 
-from simplexity._checks import check_floating
+from simplexity._checks import check_floating, check_int
 
 __all__ = ["Radial", "RadialTransform"]
 
@@ -98,11 +98,11 @@ class Radial(nn.Module):
 
     def __init__(self, features: int, init_scale: float = 1.0) -> None:
         super().__init__()
-        if isinstance(features, bool) or not isinstance(features, int) or features < 1:
-            raise ValueError(f"features must be an int >= 1, got {features!r}")
+        features = check_int("features", features, min=1)
         self.center = nn.Parameter(torch.randn(features) * init_scale)
         self.alpha_raw = nn.Parameter(torch.zeros(()))
         self.beta_raw = nn.Parameter(torch.full((), 0.5))
 
-    def forward(self) -> RadialTransform:
+    def forward(self, c: Tensor | None = None) -> RadialTransform:
+        """Return the transform; the context ``c`` is ignored (zuko's lazy protocol)."""
         return RadialTransform(self.center, self.alpha_raw, self.beta_raw)
