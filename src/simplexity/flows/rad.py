@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, constraints
 
-from simplexity.flows.coupling import MLP
+from simplexity.nn.mlp import MLP
 
 __all__ = ["RAD", "RADDistribution", "RADLayer"]
 
