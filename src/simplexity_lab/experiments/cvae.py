@@ -38,12 +38,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from simplexity.nn import MLP
 from simplexity_lab.engine.experiment import Experiment, register
 from simplexity_lab.engine.schedules import parse_schedule
 from simplexity_lab.engine.task import StepBatches, Task, TrainConfig, derived_seed
 from simplexity_lab.experiments._data import eval_subset, load_split
 from simplexity_lab.models.cvae import ConditionalVAE, digit_prior_distances
-from simplexity_lab.models.networks import mlp
 
 __all__ = ["CVAEConfig", "CVAETask", "parity_targets"]
 
@@ -123,7 +123,7 @@ class CVAETask(Task):
             prior_hidden=config.prior_hidden,
             kl_smoothing=config.kl_smoothing,
         )
-        self.classifier = mlp([dim, 256, 10])
+        self.classifier = MLP(dim, 10, (256,), activation=nn.ReLU)
         self.classifier_accuracy = self._train_classifier()
         self.classifier.requires_grad_(False)
         self.temperature = parse_schedule(config.temperature, name="temperature")

@@ -9,6 +9,6 @@ from __future__ import annotations
 
 from simplexity_lab.models.cvae import ConditionalVAE, digit_prior_distances
 from simplexity_lab.models.discrete_vae import DiscreteVAE
-from simplexity_lab.models.networks import NETS, mlp
+from simplexity_lab.models.networks import NETS
 
-__all__ = ["NETS", "ConditionalVAE", "DiscreteVAE", "digit_prior_distances", "mlp"]
+__all__ = ["NETS", "ConditionalVAE", "DiscreteVAE", "digit_prior_distances"]

@@ -41,7 +41,7 @@ from torch.distributions import Bernoulli, Independent
 
 from simplexity import normalizers
 from simplexity.distributions.gumbel_softmax import GumbelSoftmax
-from simplexity_lab.models.networks import mlp
+from simplexity.nn import MLP
 
 __all__ = ["ConditionalVAE", "digit_prior_distances"]
 
@@ -78,9 +78,11 @@ class ConditionalVAE(nn.Module):
         self.num_conditions = num_conditions
         self.num_latent = num_latent
         self.kl_smoothing = float(kl_smoothing)
-        self.posterior_net = mlp([input_dim + num_conditions, hidden, num_latent])
-        self.prior_net = mlp([num_conditions, prior_hidden, num_latent])
-        self.decoder = mlp([num_latent, hidden, input_dim])
+        self.posterior_net = MLP(
+            input_dim + num_conditions, num_latent, (hidden,), activation=nn.ReLU
+        )
+        self.prior_net = MLP(num_conditions, num_latent, (prior_hidden,), activation=nn.ReLU)
+        self.decoder = MLP(num_latent, input_dim, (hidden,), activation=nn.ReLU)
 
     def _condition(self, y: Tensor, like: Tensor) -> Tensor:
         return nn.functional.one_hot(y, self.num_conditions).to(like.dtype)

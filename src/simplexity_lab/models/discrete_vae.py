@@ -62,7 +62,8 @@ from simplexity.distributions import (
 )
 from simplexity.distributions.gumbel_softmax import GumbelSoftmax
 from simplexity.distributions.igr import IGR
-from simplexity_lab.models.networks import NETS, mlp
+from simplexity.nn import MLP
+from simplexity_lab.models.networks import NETS
 
 __all__ = ["DiscreteVAE"]
 
@@ -122,8 +123,8 @@ class DiscreteVAE(nn.Module):
         )
         self.num_params = self.relaxation.num_params(num_categories)
         enc, dec = NETS[net]
-        self.encoder = mlp([input_dim, *enc, num_variables * self.num_params])
-        self.decoder = mlp([num_variables * num_categories, *dec, input_dim])
+        self.encoder = MLP(input_dim, num_variables * self.num_params, enc, activation=nn.ReLU)
+        self.decoder = MLP(num_variables * num_categories, input_dim, dec, activation=nn.ReLU)
         if likelihood == "gaussian":
             self.log_scale = nn.Parameter(torch.zeros(input_dim))
         self._analytic_kl: bool | None = None if kl == "auto" else kl == "analytic"

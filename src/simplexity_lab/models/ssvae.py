@@ -46,7 +46,7 @@ from torch import Tensor, nn
 
 from simplexity import normalizers
 from simplexity.distributions.gumbel_softmax import GumbelSoftmax
-from simplexity_lab.models.networks import mlp
+from simplexity.nn import MLP
 
 __all__ = ["MONTE_CARLO", "SemiSupervisedVAE", "methods"]
 
@@ -92,9 +92,9 @@ class SemiSupervisedVAE(nn.Module):
         self.num_classes = num_classes
         self.latent_dim = latent_dim
         self.temperature = float(temperature)
-        self.classifier = mlp([input_dim, hidden, hidden, hidden, num_classes])
-        self.encoder = mlp([input_dim + num_classes, hidden, 2 * latent_dim])
-        self.decoder = mlp([num_classes + latent_dim, hidden, input_dim])
+        self.classifier = MLP(input_dim, num_classes, (hidden,) * 3, activation=nn.ReLU)
+        self.encoder = MLP(input_dim + num_classes, 2 * latent_dim, (hidden,), activation=nn.ReLU)
+        self.decoder = MLP(num_classes + latent_dim, input_dim, (hidden,), activation=nn.ReLU)
 
     def class_probs(self, x: Tensor) -> Tensor:
         r"""Exact :math:`q(y \mid x)` (ev-softmax with ε = 0), shape ``(B, C)``."""
