@@ -495,3 +495,51 @@ def test_float32_works() -> None:
         assert d.dtype == torch.float32
         (d * torch.arange(K, dtype=torch.float32)).sum().backward()
     assert logits.grad is not None and bool(logits.grad.isfinite().all())
+
+
+# ------------------------------------------------------------------------------ the registry
+
+
+@pytest.mark.parametrize(
+    "name, cls",
+    [
+        ("straight_through", StraightThrough),
+        ("st_gumbel", GumbelStraightThrough),
+        ("gumbel_rao", GumbelRao),
+        ("reinmax", ReinMax),
+        ("decoupled_st", DecoupledStraightThrough),
+    ],
+)
+def test_relaxation_registry(name: str, cls: type) -> None:
+    from simplexity.distributions import relaxations
+
+    torch.manual_seed(17)
+    relax = relaxations.get(name, num_categories=K)
+    assert relax.num_params(K) == K and relax.categories_from_params(K) == K
+    raw = torch.randn(4, 3, K, requires_grad=True)
+    q = relax(raw, torch.tensor(1.5))
+    assert isinstance(q, cls) and q.batch_shape == (4, 3)
+    p = relax.prior(K, torch.tensor(1.5))
+    assert isinstance(p, OneHotCategorical)
+    torch.testing.assert_close(p.probs, torch.full((K,), 1 / K))
+    kl = relax.kl(q, p)  # the closed form, not a Monte Carlo estimate
+    torch.testing.assert_close(kl, (q.probs * (q.probs * K).log()).sum(-1))
+    (kl.sum() + (q.rsample() * torch.arange(float(K))).sum()).backward()
+    assert bool(raw.grad.abs().sum() > 0)
+    with pytest.raises(ValueError, match="K = 5"):
+        relax(torch.randn(2, K - 1), 1.0)
+
+
+def test_relaxation_options() -> None:
+    from simplexity.distributions import relaxations
+
+    rao = relaxations.get("gumbel_rao", num_draws=7)
+    assert rao(torch.randn(2, K), 0.5).num_draws == 7
+    decoupled = relaxations.get("decoupled_st", forward_temperature=2.0)
+    q = decoupled(LOGITS, 0.3)
+    torch.testing.assert_close(q.probs, torch.softmax(LOGITS / 2.0, -1))
+    assert float(q.backward_temperature) == 0.3
+    with pytest.raises(ValueError, match="num_draws"):
+        relaxations.get("gumbel_rao", num_draws=0)
+    with pytest.raises(ValueError, match="forward_temperature"):
+        relaxations.get("decoupled_st", forward_temperature=-1.0)
