@@ -1,0 +1,22 @@
+"""pytest plugin for ``scripts/mutation``: mutmut runs the library's tests, not the lab's.
+
+The library's tests are the files under ``tests/`` that do not import ``simplexity_lab`` (the lab's
+tests are slow and exercise the lab). Deciding by content rather than by a list in pyproject.toml
+keeps mutmut's configuration fixed as test files come and go (a change to it discards every verdict).
+``MUTATION_IGNORE`` (space-separated paths, e.g. ``tests/test_x.py``) leaves out more files, for a
+measurement while one of them is broken.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def pytest_ignore_collect(collection_path: Path, config) -> bool | None:
+    if collection_path.suffix != ".py" or not collection_path.name.startswith("test_"):
+        return None
+    ignored = {Path(p).name for p in os.environ.get("MUTATION_IGNORE", "").split()}
+    if collection_path.name in ignored or "simplexity_lab" in collection_path.read_text():
+        return True
+    return None
