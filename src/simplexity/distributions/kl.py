@@ -32,6 +32,7 @@ from torch.distributions import (
     register_kl,
 )
 
+from simplexity._checks import check_int
 from simplexity.distributions.gumbel_softmax import ExpGumbelSoftmax, GumbelSoftmax
 from simplexity.distributions.igr import IGRBase
 from simplexity.distributions.straight_through import OneHotSurrogate
@@ -130,8 +131,7 @@ def monte_carlo_kl(q: Distribution, p: Distribution, num_samples: int = 1) -> Te
         >>> monte_carlo_kl(q, p, num_samples=100).shape
         torch.Size([])
     """
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+    check_int("num_samples", num_samples, min=1)
     if q.event_shape != p.event_shape:
         raise ValueError(
             f"q and p must have the same event shape, got {tuple(q.event_shape)} and "

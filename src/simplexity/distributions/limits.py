@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.distributions import Categorical, Distribution
 from torch.special import log_ndtr, ndtr, ndtri
 
-from simplexity._checks import check_floating, check_positive
+from simplexity._checks import check_floating, check_int, check_positive
 from simplexity.distributions.gumbel_softmax import ExpGumbelSoftmax, GumbelSoftmax
 from simplexity.distributions.igr import IGR, IGRBase
 
@@ -107,8 +107,7 @@ def zero_temperature_limit(dist: Distribution, num_samples: int = 10000) -> Cate
     if type(dist) is IGR:
         return Categorical(probs=igr_zero_temperature_probs(dist.loc, dist.scale))
     if isinstance(dist, IGRBase):
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+        check_int("num_samples", num_samples, min=1)
         loc = dist.loc
         counts = torch.zeros(
             (*dist.batch_shape, dist.num_categories), dtype=loc.dtype, device=loc.device
@@ -144,10 +143,7 @@ def igr_uniform_prior_loc(num_categories: int, scale: float | Tensor = 1.0) -> f
         >>> round(igr_uniform_prior_loc(10), 3)
         -0.753
     """
-    if isinstance(num_categories, bool) or not isinstance(num_categories, int):
-        raise TypeError(f"num_categories must be an int, got {type(num_categories).__name__}")
-    if num_categories < 2:
-        raise ValueError(f"num_categories must be >= 2, got {num_categories}")
+    check_int("num_categories", num_categories, min=2)
     quantile = float(
         ndtri(torch.tensor(num_categories ** (-1.0 / (num_categories - 1)), dtype=torch.float64))
     )

@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.distributions import Categorical, OneHotCategorical, constraints
 from torch.distributions.distribution import Distribution
 
-from simplexity._checks import check_floating, check_positive
+from simplexity._checks import check_floating, check_int, check_positive
 from simplexity.distributions.gumbel_softmax import GumbelSoftmax
 from simplexity.distributions.igr import IGR
 from simplexity.distributions.transforms import _beside
@@ -415,10 +415,9 @@ class MixtureOfGaussians(Distribution):
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
         nested = estimator in ("nested", "nested_own")
         if nested:
-            if num_inner is None or isinstance(num_inner, bool) or not isinstance(num_inner, int):
+            if num_inner is None:
                 raise TypeError(f"estimator={estimator!r} needs an int num_inner >= 1")
-            if num_inner < 1:
-                raise ValueError(f"num_inner must be >= 1, got {num_inner}")
+            check_int("num_inner", num_inner, min=1)
         elif num_inner is not None:
             raise ValueError(
                 f"num_inner is only used by the nested estimators, got num_inner={num_inner} with "
@@ -460,8 +459,7 @@ def kmeans_plusplus(
         raise ValueError(f"data must have shape (N, D), got {tuple(data.shape)}")
     if not bool(torch.isfinite(data).all()):
         raise ValueError("data must be finite (it holds NaN or infinite values)")
-    if isinstance(num_clusters, bool) or not isinstance(num_clusters, int) or num_clusters < 1:
-        raise ValueError(f"num_clusters must be an int >= 1, got {num_clusters!r}")
+    check_int("num_clusters", num_clusters, min=1)
     if num_clusters > data.shape[0]:
         raise ValueError(
             f"num_clusters={num_clusters} exceeds the number of points {data.shape[0]}"
@@ -511,8 +509,7 @@ def kmeans_plusplus_init(
         [-5.0, 5.0]
     """
     check_positive("min_scale", min_scale)
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
-        raise ValueError(f"iterations must be an int >= 0, got {iterations!r}")
+    check_int("iterations", iterations, min=0)
     centers = kmeans_plusplus(data, num_components, generator=generator)
     data = data.detach()
     for _ in range(iterations):

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, constraints
 
+from simplexity._checks import check_int
 from simplexity.nn.mlp import MLP
 
 __all__ = ["RAD", "RADDistribution", "RADLayer"]
@@ -75,8 +76,7 @@ class RADLayer(nn.Module):
         super().__init__()
         if features not in (1, 2):
             raise ValueError(f"features must be 1 or 2, got {features!r}")
-        if isinstance(num_pieces, bool) or not isinstance(num_pieces, int) or num_pieces < 2:
-            raise ValueError(f"num_pieces must be an int >= 2, got {num_pieces!r}")
+        check_int("num_pieces", num_pieces, min=2)
         if dim not in range(features):
             raise ValueError(f"dim must be in range({features}), got {dim!r}")
         k = num_pieces
