@@ -1,13 +1,23 @@
 r"""Mixture of diagonal Gaussians with exact and relaxed reparameterizations.
 
-:class:`MixtureOfGaussians` is the base distribution of the seed note (a trainable mixture at
-the bottom of a normalizing flow). Its ``log_prob`` is the exact mixture density; ``rsample``
-carries gradients to the weights, means and scales in one of four ways, and
-``rsample_and_log_prob`` returns a sample together with one of the note's four density
-estimates, so that each combination can be measured against the truth.
+:class:`MixtureOfGaussians` is a trainable mixture to put at the bottom of a normalizing flow (Rezende
+& Mohamed 2015) in place of :math:`\mathcal N(0, I)`, so that the flow starts multimodal. Its
+``log_prob`` is the exact mixture density; ``rsample`` carries gradients to the weights, means and
+scales in one of four ways (exact pathwise gradients, Figurnov et al. 2018; or a Gumbel-softmax,
+straight-through or IGR choice of component, Jang et al. 2017, Potapczynski et al. 2020), and
+``rsample_and_log_prob`` returns a sample together with one of four density estimates, so that each
+combination can be measured against the truth.
 
 :func:`kmeans_plusplus_init` fits initial weights, means and scales to data (k-means++ seeding
 followed by a few Lloyd iterations).
+
+References:
+    Rezende, Mohamed. "Variational Inference with Normalizing Flows", ICML 2015.
+    Figurnov, Mohamed, Mnih. "Implicit Reparameterization Gradients", NeurIPS 2018.
+    Jang, Gu, Poole. "Categorical Reparameterization with Gumbel-Softmax", ICLR 2017.
+    Potapczynski, Loaiza-Ganem, Cunningham. "Invertible Gaussian Reparameterization: Revisiting the
+    Gumbel-Softmax", NeurIPS 2020.
+    Arthur, Vassilvitskii. "k-means++: The Advantages of Careful Seeding", SODA 2007.
 """
 
 from __future__ import annotations
@@ -89,8 +99,7 @@ class MixtureOfGaussians(Distribution):
         p(z) = \sum_{k=1}^K \alpha_k \, \mathcal{N}(z; \mu_k, \operatorname{diag}\sigma_k^2),
         \qquad \alpha = \operatorname{softmax}(\text{logits}).
 
-    :meth:`log_prob` is this density, summed over the components in log space (the note's
-    equation (1)). The ``reparam`` argument chooses how :meth:`rsample` makes a sample
+    :meth:`log_prob` is this density, summed over the components in log space. The ``reparam`` argument chooses how :meth:`rsample` makes a sample
     differentiable:
 
     - ``"pathwise"`` (default): an exact mixture sample with exact reparameterization gradients for
@@ -106,7 +115,7 @@ class MixtureOfGaussians(Distribution):
 
       so :math:`\nabla_\theta \mathbb{E}[f(z)] = \mathbb{E}[\nabla_z f \cdot \mathrm{d}z/
       \mathrm{d}\theta]` exactly, at a cost of :math:`O(KD)` per sample.
-    - ``"gumbel_softmax"``: the note's soft selection :math:`z = c^\top\mu + \epsilon \odot
+    - ``"gumbel_softmax"``: the soft selection :math:`z = c^\top\mu + \epsilon \odot
       c^\top\sigma` with :math:`c \sim \mathrm{GumbelSoftmax}(\alpha, \tau)`. The sample does
       **not** follow :math:`p`: it follows a semi-implicit distribution :math:`q_\tau` that tends to
       :math:`p` only as :math:`\tau \to 0`.
@@ -117,7 +126,7 @@ class MixtureOfGaussians(Distribution):
       law is a multinomial probit, which matches :math:`\alpha` within 0.01 for :math:`K = 2` but
       only approximately for :math:`K > 2`, so these samples are off :math:`p` twice over.
 
-    :meth:`rsample_and_log_prob` returns a sample with one of the note's base-density estimates;
+    :meth:`rsample_and_log_prob` returns a sample with one of four base-density estimates;
     see its docstring for which are exact and which way the others are biased.
 
     Args:
@@ -375,9 +384,9 @@ class MixtureOfGaussians(Distribution):
         estimator: str = "exact",
         num_inner: int | None = None,
     ) -> tuple[Tensor, Tensor]:
-        r"""Draw a sample :math:`z_0` and estimate its log density with one of the note's rules.
+        r"""Draw a sample :math:`z_0` and estimate its log density with one of four rules.
 
-        - ``"exact"`` (eq. 1): :math:`\log p(z_0) = \log\sum_k \alpha_k \mathcal{N}(z_0; \mu_k,
+        - ``"exact"`` (the mixture density): :math:`\log p(z_0) = \log\sum_k \alpha_k \mathcal{N}(z_0; \mu_k,
           \sigma_k)`. Exact for the hard reparameterizations (``"pathwise"``,
           ``"gumbel_straight_through"``), whose samples follow :math:`p`. For the soft ones the
           samples follow :math:`q_\tau \neq p`, so :math:`-\mathbb{E}\log p(z_0) = H(q_\tau) +
@@ -394,7 +403,7 @@ class MixtureOfGaussians(Distribution):
           :math:`\mathbb{E}\log\hat p \ge \log p` (for the sampling distribution): minus it is a
           **lower** bound on the entropy that tightens as :math:`M` grows — the safe direction
           for maximization.
-        - ``"joint"`` (eq. 2): :math:`\log p(c, z_0) = \log p(c) + \log\mathcal{N}(z_0; c^\top\mu,
+        - ``"joint"`` (the joint density of choice and sample): :math:`\log p(c, z_0) = \log p(c) + \log\mathcal{N}(z_0; c^\top\mu,
           c^\top\sigma)`. For hard choices :math:`p(c)` is the mass :math:`\alpha_k`, and
           :math:`H(c, z_0) = H(z_0) + H(c \mid z_0) \ge H(z_0)` **over**-estimates the entropy by
           :math:`H(c \mid z_0)`. For relaxed choices :math:`p(c)` is a density on the simplex whose
