@@ -165,9 +165,10 @@ def test_greedy_decoding_with_caches_equals_the_full_causal_pass(normalizer):
     model.loss(src, torch.randint(3, 30, (3, 5)))  # training mode: posthoc tracks its means
     model.eval()
     tokens, attended = model.greedy(src, max_len=6)
-    memory, valid = model.encode(src)
+    memory, memory_padding = model.encode(src)
+    assert memory_padding.tolist()[0] == [False] * 4 + [True] * 3  # torch's polarity: True = PAD
     tgt_in = torch.cat([torch.full((3, 1), BOS), tokens[:, :-1]], 1)
-    full = model.output.probs(model.decode(tgt_in, memory, valid)).argmax(-1)
+    full = model.output.probs(model.decode(tgt_in, memory, memory_padding)).argmax(-1)
     steps = []
     for row, ref in zip(tokens.tolist(), full.tolist(), strict=True):
         end = row.index(EOS) + 1 if EOS in row else len(row)
@@ -184,7 +185,7 @@ def test_greedy_decoding_with_caches_equals_the_full_causal_pass(normalizer):
 
 
 def test_translation_output_normalizer_separates_the_output_layer_from_attention():
-    from simplexity.nn.attention import MultiheadAttention
+    from simplexity.nn import MultiheadAttention
     from simplexity_lab.models.transformer import Seq2SeqTransformer
 
     model = Seq2SeqTransformer(30, normalizer="sparsemax", output_normalizer="softmax",

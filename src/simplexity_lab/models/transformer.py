@@ -3,7 +3,7 @@ layer (the translation setup of the ev-softmax paper, REFERENCE §1.5).
 
 Pre-layer-norm blocks (Xiong et al. 2020), sinusoidal positions, embeddings shared between the
 source, the target and the output layer's input space (a joint subword vocabulary), attention
-from :class:`simplexity.nn.attention.MultiheadAttention` (masks passed to the normalizer, so padded
+from :class:`simplexity.nn.MultiheadAttention` (masks passed to the normalizer, so padded
 and future positions never enter ev-softmax's mean) and the output layer from
 :func:`simplexity.nn.output.output_layer`. In training mode the normalizers use their training form
 (ev-softmax's ε-family); in eval mode the exact sparse maps, so greedy decoding attends to and
@@ -30,8 +30,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from simplexity.nn.attention import KeyValueCache, MultiheadAttention
-from simplexity.nn.output import output_layer, output_names
+from simplexity.nn import KeyValueCache, MultiheadAttention
+from simplexity.nn.output import output_layer
+from simplexity.normalizers import names as normalizer_names
 
 __all__ = ["BOS", "EOS", "PAD", "Seq2SeqTransformer"]
 
@@ -52,19 +53,20 @@ class _Block(nn.Module):
     def __init__(self, d: int, heads: int, ff: int, dropout: float, cross: bool, **attn) -> None:
         super().__init__()
         self.self_norm = nn.LayerNorm(d)
-        self.self_attn = MultiheadAttention(d, heads, dropout=dropout, **attn)
+        self.self_attn = MultiheadAttention(d, heads, dropout=dropout, batch_first=True, **attn)
         self.cross = cross
         if cross:
             self.cross_norm = nn.LayerNorm(d)
-            self.cross_attn = MultiheadAttention(d, heads, dropout=dropout, **attn)
+            self.cross_attn = MultiheadAttention(d, heads, dropout=dropout, batch_first=True, **attn)
         self.ff_norm = nn.LayerNorm(d)
         self.ff = nn.Sequential(nn.Linear(d, ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff, d))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x, valid, *, causal=False, memory=None, memory_valid=None, caches=None):
+    def forward(self, x, padding, *, causal=False, memory=None, memory_padding=None, caches=None):
+        # padding masks are torch's key_padding_mask: True at PAD tokens
         h = self.self_norm(x)
         h, _ = self.self_attn(
-            h, h, h, key_padding_mask=valid, causal=causal,
+            h, h, h, key_padding_mask=padding, need_weights=False, is_causal=causal,
             cache=None if caches is None else caches[0],
         )  # fmt: skip
         x = x + self.drop(h)
@@ -75,8 +77,8 @@ class _Block(nn.Module):
             filled = cache is not None and len(cache) > 0
             h, weights = self.cross_attn(
                 h, None if filled else memory, None if filled else memory,
-                key_padding_mask=None if filled else memory_valid,
-                need_weights=True, cache=cache,
+                key_padding_mask=None if filled else memory_padding,
+                need_weights=True, average_attn_weights=False, cache=cache,
             )  # fmt: skip
             x = x + self.drop(h)
         return x + self.drop(self.ff(self.ff_norm(x))), weights
@@ -87,7 +89,7 @@ class Seq2SeqTransformer(nn.Module):
 
     Args:
         vocab_size: joint source/target vocabulary (ids ``PAD, BOS, EOS`` = 0, 1, 2 reserved).
-        normalizer: a name in :func:`simplexity.nn.output.output_names` (``"posthoc_evidential"`` too).
+        normalizer: a name in :func:`simplexity.normalizers.names` (``"posthoc_evidential"`` too).
         output_normalizer: the output layer's normalizer, if not ``normalizer`` (for ablations:
             e.g. sparse attention with a softmax output).
         d_model, heads, layers, ff: sizes (``layers`` encoder and ``layers`` decoder blocks).
@@ -111,9 +113,9 @@ class Seq2SeqTransformer(nn.Module):
         super().__init__()
         output_normalizer = normalizer if output_normalizer is None else output_normalizer
         for name, value in (("normalizer", normalizer), ("output_normalizer", output_normalizer)):
-            if value not in output_names():
+            if value not in normalizer_names():
                 raise ValueError(
-                    f"unknown {name} {value!r}; expected one of {', '.join(output_names())}"
+                    f"unknown {name} {value!r}; expected one of {', '.join(normalizer_names())}"
                 )
         if vocab_size < 4:
             raise ValueError(f"vocab_size must be >= 4, got {vocab_size}")
@@ -139,27 +141,28 @@ class Seq2SeqTransformer(nn.Module):
         return self.drop(x + self.pos[offset : offset + tokens.shape[1]])
 
     def encode(self, src: Tensor) -> tuple[Tensor, Tensor]:
-        """Memory ``(B, Ls, d)`` and its validity mask ``(B, Ls)`` (True = real token)."""
-        valid = src != PAD
+        """Memory ``(B, Ls, d)`` and its key padding mask ``(B, Ls)`` (True = PAD, torch's polarity)."""
+        padding = src == PAD
         x = self._embed(src)
         for block in self.encoder:
-            x, _ = block(x, valid)
-        return self.enc_norm(x), valid
+            x, _ = block(x, padding)
+        return self.enc_norm(x), padding
 
-    def decode(self, tgt_in: Tensor, memory: Tensor, memory_valid: Tensor) -> Tensor:
-        """Decoder features ``(B, Lt, d)`` for the (BOS-prefixed) target, causal."""
-        x, valid = self._embed(tgt_in), tgt_in != PAD
+    def decode(self, tgt_in: Tensor, memory: Tensor, memory_padding: Tensor) -> Tensor:
+        """Decoder features ``(B, Lt, d)`` for the (BOS-prefixed) target, causal; ``memory_padding``
+        is :meth:`encode`'s key padding mask (True = PAD)."""
+        x, padding = self._embed(tgt_in), tgt_in == PAD
         for block in self.decoder:
-            x, _ = block(x, valid, causal=True, memory=memory, memory_valid=memory_valid)
+            x, _ = block(x, padding, causal=True, memory=memory, memory_padding=memory_padding)
         return self.dec_norm(x)
 
     def teacher_forced(self, src: Tensor, tgt: Tensor) -> Tensor:
         """Decoder features ``(B, Lt, d)`` predicting each token of ``tgt`` (ends with EOS, no BOS)
         from the source and the reference prefix (the decoder input is ``tgt`` shifted right
         behind BOS)."""
-        memory, memory_valid = self.encode(src)
+        memory, memory_padding = self.encode(src)
         tgt_in = torch.cat([torch.full_like(tgt[:, :1], BOS), tgt[:, :-1]], 1)
-        return self.decode(tgt_in, memory, memory_valid)
+        return self.decode(tgt_in, memory, memory_padding)
 
     def loss(self, src: Tensor, tgt: Tensor, label_smoothing: float = 0.0) -> Tensor:
         """Mean per-token training loss of the output normalizer; ``tgt`` ends with EOS, no BOS."""
@@ -175,7 +178,7 @@ class Seq2SeqTransformer(nn.Module):
             mean number of nonzero cross-attention weights per (sentence, step, layer, head)
             over the steps before each sentence's EOS.
         """
-        memory, memory_valid = self.encode(src)
+        memory, memory_padding = self.encode(src)
         batch = src.shape[0]
         caches = [(KeyValueCache(), KeyValueCache(static=True)) for _ in self.decoder]
         token = torch.full((batch, 1), BOS, dtype=torch.long, device=src.device)
@@ -186,9 +189,8 @@ class Seq2SeqTransformer(nn.Module):
             alive = ~done
             for block, cache in zip(self.decoder, caches, strict=True):
                 x, weights = block(
-                    x, torch.ones_like(token, dtype=torch.bool),
-                    memory=memory, memory_valid=memory_valid, caches=cache,
-                )  # fmt: skip
+                    x, None, memory=memory, memory_padding=memory_padding, caches=cache
+                )
                 support = (weights[:, :, -1] > 0).sum(-1)  # (B, H)
                 nonzero += support[alive].sum().double()
                 counted += int(alive.sum()) * support.shape[1]

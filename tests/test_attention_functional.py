@@ -1,0 +1,447 @@
+"""Tests of simplexity.nn.functional: torch's SDPA conventions, mask correctness, normalizers, gradients, errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from simplexity import normalizers
+from simplexity.nn import functional
+from simplexity.nn.functional import (
+    attention,
+    attention_weights,
+    causal_mask,
+    evidential_attention_support,
+    padding_mask,
+    resolve_normalizer,
+)
+from simplexity.normalizers import EvSoftmax, LogEvSoftmax
+
+NAMES = normalizers.names()
+DT = torch.float64
+
+
+def reference_ev_softmax(scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The reference implementation's masking: fill with -1e18, then take the mean over the whole row."""
+    filled = scores.masked_fill(~valid, -1e18)
+    keep = filled >= filled.mean(-1, keepdim=True)
+    weights = keep * filled.exp()
+    return weights / weights.sum(-1, keepdim=True)
+
+
+def qkv(*batch: int, lq: int = 4, lk: int = 6, e: int = 5, ev: int = 3, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return (
+        torch.randn(*batch, lq, e, dtype=DT, generator=g),
+        torch.randn(*batch, lk, e, dtype=DT, generator=g),
+        torch.randn(*batch, lk, ev, dtype=DT, generator=g),
+    )
+
+
+# ----------------------------------------------------------------------------- torch's conventions
+
+
+@pytest.mark.parametrize("batch", [(), (2,), (2, 3), (2, 1, 3)])
+def test_softmax_equals_scaled_dot_product_attention(batch):
+    q, k, v = qkv(*batch)
+    allowed = torch.rand(*batch, 4, 6) < 0.6
+    allowed[..., 0] = True  # torch gives NaN for a row with nothing allowed
+    bias = torch.randn(*batch, 4, 6, dtype=DT)
+    bias[..., 2] = -math.inf
+    cases = [
+        {},
+        {"attn_mask": allowed},  # boolean: True = may attend, as torch
+        {"attn_mask": bias},  # float: added to the scores
+        {"attn_mask": allowed, "scale": 0.3},
+        {"is_causal": True},
+    ]
+    for kw in cases:
+        ours = attention(q, k, v, normalizer="softmax", **kw)
+        torch.testing.assert_close(ours, F.scaled_dot_product_attention(q, k, v, **kw))
+        w = attention_weights(q, k, normalizer="softmax", **kw)
+        torch.testing.assert_close(w @ v, ours)
+    # is_causal with L != S: torch's upper-left triangle
+    q6 = torch.randn(*batch, 6, 5, dtype=DT)
+    ours = attention(q6, k[..., :4, :], v[..., :4, :], is_causal=True, normalizer="softmax")
+    theirs = F.scaled_dot_product_attention(q6, k[..., :4, :], v[..., :4, :], is_causal=True)
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_grouped_query_attention_matches_torch():
+    q = torch.randn(2, 6, 4, 5, dtype=DT)
+    k, v = torch.randn(2, 2, 7, 5, dtype=DT), torch.randn(2, 2, 7, 3, dtype=DT)
+    ours = attention(q, k, v, enable_gqa=True, normalizer="softmax")
+    theirs = F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+    torch.testing.assert_close(ours, theirs)
+    with pytest.raises(ValueError, match="enable_gqa"):
+        attention(
+            q, torch.randn(2, 4, 7, 5, dtype=DT), torch.randn(2, 4, 7, 3, dtype=DT), enable_gqa=True
+        )
+
+
+def test_is_causal_and_mask_combine_and_causal_mask_helper():
+    q, k, v = qkv(2, lq=5, lk=5)
+    allowed = torch.rand(2, 5, 5) < 0.7
+    both = attention_weights(q, k, allowed, is_causal=True)
+    tril = torch.ones(5, 5, dtype=torch.bool).tril()
+    torch.testing.assert_close(both, attention_weights(q, k, allowed & tril))
+    # the float helper means the same as is_causal for L == S, and is lower-right aligned otherwise
+    torch.testing.assert_close(
+        attention_weights(q, k, causal_mask(5, dtype=DT)), attention_weights(q, k, is_causal=True)
+    )
+    lower_right = causal_mask(2, 5, dtype=DT)
+    assert lower_right.dtype == DT and bool((lower_right[-1] == 0).all())
+    assert lower_right[0].tolist() == [0, 0, 0, 0, -math.inf]
+    torch.testing.assert_close(
+        attention(q[:, 3:], k, v, lower_right), attention(q, k, v, is_causal=True)[:, 3:]
+    )
+
+
+def test_dropout_is_applied_to_the_weights_whenever_positive():
+    q, k, v = qkv(lq=3, lk=5)
+    exact = attention(q, k, v, normalizer="softmax")
+    torch.manual_seed(0)
+    draws = attention(q.expand(4000, 3, 5), k, v, dropout_p=0.5, normalizer="softmax")  # iid draws
+    assert not torch.allclose(draws[0], exact)
+    torch.testing.assert_close(
+        draws.mean(0), exact, atol=0.08, rtol=0
+    )  # unbiased (inverted dropout)
+    torch.manual_seed(1)
+    out = attention(q, k, v, dropout_p=0.3)
+    torch.manual_seed(1)
+    torch.testing.assert_close(out, F.dropout(attention_weights(q, k), 0.3) @ v)
+
+
+def test_empty_keys_give_zeros():
+    q, k, v = qkv(2, lk=0)
+    for name in NAMES:
+        out = attention(q, k, v, normalizer=name)
+        assert out.shape == (2, 4, 3) and bool((out == 0).all())
+
+
+# ----------------------------------------------------------------------------- masks
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("kind", ["bool", "float"])
+def test_padding_gets_exactly_zero_weight_and_does_not_change_valid_outputs(name, training, kind):
+    b, lq, d, lengths = 3, 4, 6, torch.tensor([5, 2, 7])
+    n = int(lengths.max())
+    g = torch.Generator().manual_seed(7)
+    q = torch.randn(b, lq, d, dtype=DT, generator=g)
+    k, v = torch.randn(b, n, d, dtype=DT, generator=g), torch.randn(b, n, 3, dtype=DT, generator=g)
+    outputs = []
+    for extra, fill in ((0, 0.0), (3, 1e4), (9, -1e4)):
+        pad = padding_mask(lengths, n + extra)  # True at padding
+        kp = torch.cat([k, torch.full((b, extra, d), fill, dtype=DT)], 1)
+        vp = torch.cat([v, torch.randn(b, extra, 3, dtype=DT, generator=g) * 1e3], 1)
+        kp = torch.where(
+            pad[..., None], torch.randn(kp.shape, dtype=DT, generator=g) * 50 + fill, kp
+        )
+        vp = torch.where(pad[..., None], torch.randn(vp.shape, dtype=DT, generator=g) * 1e3, vp)
+        if kind == "bool":
+            mask = ~pad[:, None, :]  # SDPA's boolean: True = may attend
+        else:
+            mask = torch.zeros(pad.shape, dtype=DT).masked_fill(pad, -math.inf)[:, None, :]
+        w = attention_weights(q, kp, mask, normalizer=name, training=training)
+        assert bool((w.masked_select(pad[:, None, :].expand_as(w)) == 0).all())
+        torch.testing.assert_close(w.sum(-1), torch.ones(b, lq, dtype=DT))
+        outputs.append(attention(q, kp, vp, mask, normalizer=name, training=training))
+    for out in outputs[1:]:
+        torch.testing.assert_close(out, outputs[0])
+    for i, length in enumerate(lengths.tolist()):  # each sequence alone, unpadded
+        alone = attention(q[i], k[i, :length], v[i, :length], normalizer=name, training=training)
+        torch.testing.assert_close(outputs[0][i], alone)
+
+
+def test_float_mask_is_added_and_its_minus_inf_entries_are_masked():
+    q, k, v = qkv(2)
+    bias = torch.randn(2, 4, 6, dtype=DT)
+    blocked = torch.rand(2, 4, 6) < 0.4
+    blocked[..., 0] = False
+    scores = q @ k.transpose(-1, -2) / math.sqrt(5) + bias
+    for name in NAMES:
+        if name == "posthoc_evidential":
+            continue  # its eval support reads q and k themselves (tested below)
+        norm = normalizers.get(name)
+        expected = norm(scores, -1, mask=~blocked)
+        w = attention_weights(q, k, bias.masked_fill(blocked, -math.inf), normalizer=name)
+        torch.testing.assert_close(w, expected)
+        assert bool((w[blocked] == 0).all())
+    # ev-softmax: a -inf entry of the mask leaves the mean, the same as a boolean False
+    ev_bool = attention_weights(q, k, ~blocked)
+    ev_float = attention_weights(
+        q, k, torch.zeros(2, 4, 6, dtype=DT).masked_fill(blocked, -math.inf)
+    )
+    torch.testing.assert_close(ev_float, ev_bool)
+    # a float32 mask is taken in the query's dtype: it does not change the output's dtype
+    assert attention(q, k, v, bias.float()).dtype == DT
+
+
+def test_ev_softmax_padding_is_sparse_unlike_reference():
+    # ev-softmax paper's example [2, 1, .5, .1, -1] -> [.73, .27, 0, 0, 0]; one pad must not change it.
+    scores = torch.tensor([[2.0, 1.0, 0.5, 0.1, -1.0, 123.0]], dtype=DT)
+    valid = torch.tensor([[True] * 5 + [False]])
+    q, k = torch.ones(1, 1, dtype=DT), scores.T  # q k^T = scores
+    ours = attention_weights(q, k, valid, scale=1.0)
+    expected = torch.tensor([[0.7311, 0.2689, 0, 0, 0, 0]], dtype=DT)
+    torch.testing.assert_close(ours, expected, atol=1e-4, rtol=0)
+    ref = reference_ev_softmax(scores, valid)
+    assert bool((ref[valid] > 0.02).all()), "the reference's defect: no valid entry is dropped"
+
+    # On random padded attention: ours is sparse on the valid keys, the reference is dense there.
+    b, lq, d, n = 4, 5, 8, 12
+    q, k = torch.randn(b, lq, d, dtype=DT), torch.randn(b, n, d, dtype=DT)
+    valid = ~padding_mask(torch.tensor([12, 9, 6, 3]), n)[:, None, :].expand(b, lq, n)
+    ours = attention_weights(q, k, valid)
+    ref = reference_ev_softmax(q @ k.transpose(-1, -2) / math.sqrt(d), valid)
+    padded_rows = ~valid.all(-1)
+    assert bool((((ours == 0) & valid).sum(-1)[padded_rows] > 0).all())  # sparsified
+    assert bool((((ref == 0) & valid).sum(-1)[padded_rows] == 0).all())  # the reference never is
+    torch.testing.assert_close(ours[~padded_rows], ref[~padded_rows])  # agree without padding
+
+
+def test_minus_inf_scores_count_as_masked():
+    scores = torch.tensor([[3.0, 1.0, 0.0, -1.0]], dtype=DT)
+    with_inf = torch.cat([scores, torch.full((1, 3), -math.inf, dtype=DT)], -1)
+    q = torch.ones(1, 1, dtype=DT)
+    ours = attention_weights(q, with_inf.T, scale=1.0)
+    torch.testing.assert_close(ours[:, :4], attention_weights(q, scores.T, scale=1.0))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("kind", ["bool", "float"])
+def test_rows_with_nothing_to_attend_give_zeros_not_nan(name, kind):
+    q = torch.randn(2, 3, 4, dtype=DT, requires_grad=True)
+    k = torch.randn(2, 5, 4, dtype=DT, requires_grad=True)
+    v = torch.randn(2, 5, 2, dtype=DT, requires_grad=True)
+    allowed = torch.rand(2, 3, 5) < 0.5
+    allowed[0, 1] = False
+    allowed[1] = False
+    allowed[0, 0, 0] = True
+    mask = (
+        allowed
+        if kind == "bool"
+        else torch.zeros(2, 3, 5, dtype=DT).masked_fill(~allowed, -math.inf)
+    )
+    out = attention(q, k, v, mask, normalizer=name)
+    w = attention_weights(q, k, mask, normalizer=name)
+    assert bool(torch.isfinite(out).all()) and bool(torch.isfinite(w).all())
+    assert bool((out[0, 1] == 0).all()) and bool((out[1] == 0).all()) and bool((w[1] == 0).all())
+    out.sum().backward()
+    for t in (q, k, v):
+        assert bool(torch.isfinite(t.grad).all())
+    assert bool((q.grad[1] == 0).all())
+
+
+def test_padding_mask_has_torch_polarity():
+    assert padding_mask([2, 0]).tolist() == [[False, False], [True, True]]
+    assert padding_mask(torch.tensor([1, 3]), 4).tolist() == [
+        [False, True, True, True],
+        [False, False, False, True],
+    ]
+    with pytest.raises(ValueError, match="max_len"):
+        padding_mask(torch.tensor([3]), 2)
+    with pytest.raises(TypeError, match="lengths"):
+        padding_mask(torch.tensor([1.0]), 2)
+    with pytest.raises(ValueError, match="lengths"):
+        padding_mask(torch.tensor([-1]), 2)
+    with pytest.raises(ValueError, match="query_len"):
+        causal_mask(-1)
+    with pytest.raises(TypeError, match="dtype"):
+        causal_mask(2, dtype=torch.long)
+
+
+# ----------------------------------------------------------------------------- normalizers
+
+
+def test_module_normalizer_hyperparameters_and_mode_are_honoured():
+    q, k, v = qkv(2)
+    allowed = torch.rand(2, 4, 6) < 0.7
+    module = EvSoftmax(eps=0.1)
+    train = attention_weights(q, k, allowed, normalizer=module.train())
+    expected = attention_weights(
+        q, k, allowed, normalizer="ev_softmax", normalizer_options={"eps": 0.1}, training=True
+    )
+    torch.testing.assert_close(train, expected)
+    assert bool((train[allowed] > 0).all())  # the eps family has full support on the valid keys
+    exact = attention_weights(q, k, allowed, normalizer=module.eval())
+    torch.testing.assert_close(exact, attention_weights(q, k, allowed, normalizer="ev_softmax"))
+    with pytest.raises(ValueError, match="disagrees"):
+        attention(q, k, v, normalizer=module.eval(), training=True)
+    # torch's Softmax module is the softmax
+    torch.testing.assert_close(
+        attention(q, k, v, allowed, normalizer=torch.nn.Softmax(-1)),
+        attention(q, k, v, allowed, normalizer="softmax"),
+    )
+    # a registry module wrapper too
+    wrapped = normalizers.get("sparsemax").module()
+    torch.testing.assert_close(
+        attention(q, k, v, allowed, normalizer=wrapped),
+        attention(q, k, v, allowed, normalizer="sparsemax"),
+    )
+
+
+def test_resolve_normalizer_rejects_what_it_cannot_honour():
+    with pytest.raises(TypeError, match="log-probabilities"):
+        resolve_normalizer(LogEvSoftmax())
+    with pytest.raises(TypeError, match="mask"):
+        resolve_normalizer(torch.nn.ReLU())
+    with pytest.raises(ValueError, match="dim=-1"):
+        resolve_normalizer(EvSoftmax(dim=0))
+    with pytest.raises(ValueError, match="dim=-1"):
+        resolve_normalizer(torch.nn.Softmax(dim=1))
+    with pytest.raises(ValueError, match="normalizer_options"):
+        resolve_normalizer(EvSoftmax(), {"eps": 0.1})
+    with pytest.raises(TypeError, match="normalizer must be"):
+        resolve_normalizer(torch.softmax)
+    with pytest.raises(ValueError, match="unknown normalizer"):
+        resolve_normalizer("softermax")
+
+
+def test_the_fused_dispatch_point_is_called_for_ev_softmax_only(monkeypatch):
+    calls = []
+
+    def fake(query, key, value, attn_mask, dropout_p, is_causal, scale, eps):
+        calls.append((attn_mask, dropout_p, is_causal, scale, eps))
+        return None  # fall back to the dense path
+
+    monkeypatch.setattr(functional, "_fused_ev_softmax_attention", fake)
+    q, k, v = qkv(2)
+    mask = torch.rand(4, 6) < 0.5
+    dense = attention(q, k, v, mask, is_causal=True, scale=0.5)
+    assert calls == [(mask, 0.0, True, 0.5, 0.0)]
+    attention(q, k, v, normalizer="ev_softmax", normalizer_options={"eps": 0.01}, training=True)
+    attention(q, k, v, normalizer=EvSoftmax(eps=0.02).train(), dropout_p=0.1)
+    attention(q, k, v, normalizer=EvSoftmax(eps=0.02).eval())
+    assert [c[-1] for c in calls[1:]] == [0.01, 0.02, 0.0] and calls[2][1] == 0.1
+    assert calls[1][3] == 1 / math.sqrt(5)
+    for other in ("softmax", "sparsemax", "posthoc_evidential"):
+        attention(q, k, v, normalizer=other)
+    assert len(calls) == 4
+    monkeypatch.setattr(functional, "_fused_ev_softmax_attention", lambda *a: torch.zeros(()))
+    assert attention(q, k, v).shape == ()  # what the fused path returns is the result
+    assert attention(q, k, v, normalizer="softmax").shape == dense.shape == (2, 4, 3)
+
+
+# ----------------------------------------------------------------------------- gradients
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradcheck_with_masks(name):
+    torch.manual_seed(3)
+    q = torch.randn(2, 3, 4, dtype=DT, requires_grad=True)
+    k = torch.randn(2, 5, 4, dtype=DT, requires_grad=True)
+    v = torch.randn(2, 5, 2, dtype=DT, requires_grad=True)
+    allowed = ~padding_mask(torch.tensor([5, 3]), 5)[:, None, :] & (torch.rand(2, 3, 5) < 0.8)
+    allowed[..., 0] = True
+    bias = torch.randn(2, 3, 5, dtype=DT).masked_fill(~allowed, -math.inf)
+    for mask in (allowed, bias):
+        assert torch.autograd.gradcheck(
+            lambda q, k, v, mask=mask: attention(q, k, v, mask, normalizer=name),
+            (q, k, v),
+            fast_mode=True,
+        )
+    assert torch.autograd.gradcheck(
+        lambda q, k, v: attention(q, k, v, is_causal=True, normalizer=name),
+        (q, k[:, :3], v[:, :3]),
+        fast_mode=True,
+    )
+
+
+@pytest.mark.parametrize("eps", [1e-3, 0.1])
+def test_gradcheck_ev_softmax_training_form_and_module(eps):
+    torch.manual_seed(4)
+    q = torch.randn(2, 3, 4, dtype=DT, requires_grad=True)
+    k = torch.randn(2, 5, 4, dtype=DT, requires_grad=True)
+    v = torch.randn(2, 5, 2, dtype=DT, requires_grad=True)
+    mask = torch.rand(2, 3, 5) < 0.8
+    mask[..., 0] = True
+    module = EvSoftmax(eps=eps).train()
+    assert torch.autograd.gradcheck(
+        lambda q, k, v: attention(q, k, v, mask, normalizer=module), (q, k, v)
+    )
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_bad_input_raises_errors_naming_the_argument():
+    q, k, v = torch.randn(2, 3, 4), torch.randn(2, 5, 4), torch.randn(2, 5, 6)
+    with pytest.raises(ValueError, match="query and key must have the same last dimension"):
+        attention(q, torch.randn(2, 5, 3), v)
+    with pytest.raises(ValueError, match=r"value .* as many rows"):
+        attention(q, k, torch.randn(2, 4, 6))
+    with pytest.raises(ValueError, match="batch dimensions"):
+        attention(q, torch.randn(3, 5, 4), torch.randn(3, 5, 6))
+    with pytest.raises(ValueError, match=r"query must have shape \(\.\.\., L, E\)"):
+        attention(torch.randn(4), k, v)
+    with pytest.raises(TypeError, match=r"query must be a floating-point"):
+        attention(q.long(), k, v)
+    with pytest.raises(TypeError, match="share a dtype"):
+        attention(q, k.double(), v)
+    with pytest.raises(TypeError, match=r"attn_mask must be a boolean tensor .* or a float tensor"):
+        attention(q, k, v, torch.zeros(3, 5, dtype=torch.long))
+    with pytest.raises(TypeError, match=r"attn_mask must be a torch\.Tensor"):
+        attention(q, k, v, [[True] * 5] * 3)
+    with pytest.raises(ValueError, match=r"attn_mask of shape \(3, 4\) does not broadcast"):
+        attention(q, k, v, torch.ones(3, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="attn_mask of shape"):
+        attention(q, k, v, torch.zeros(4, 3, 5))
+    with pytest.raises(ValueError, match="dropout_p"):
+        attention(q, k, v, dropout_p=1.5)
+    with pytest.raises(TypeError, match="is_causal"):
+        attention(q, k, v, is_causal=1)
+    with pytest.raises(TypeError, match="scale"):
+        attention(q, k, v, scale=float("nan"))
+    with pytest.raises(TypeError, match="training"):
+        attention(q, k, v, training="yes")
+    with pytest.raises(ValueError, match="feature_mean is only used"):
+        attention_weights(q, k, normalizer="softmax", feature_mean=torch.zeros(4))
+
+
+# ----------------------------------------------------------------------------- post-hoc evidential
+
+
+def test_evidential_attention_support_matches_the_linear_layer_filter():
+    # Batched, masked form == simplexity.normalizers.evidential_support on each row's valid keys.
+    torch.manual_seed(4)
+    b, lq, lk, d = 2, 4, 7, 3
+    q, k = torch.randn(b, lq, d, dtype=DT), torch.randn(b, lk, d, dtype=DT)
+    mask = (torch.rand(b, lq, lk) < 0.7) & ~padding_mask(torch.tensor([7, 5]), lk)[:, None, :]
+    mask[..., 0] = True
+    mu = torch.randn(d, dtype=DT)
+    for feature_mean in (None, mu):
+        keep = evidential_attention_support(q, k, mask, feature_mean)
+        assert bool((keep <= mask).all())
+        for i in range(b):
+            for j in range(lq):
+                cols = mask[i, j].nonzero().squeeze(-1)
+                expected = normalizers.evidential_support(q[i, j], k[i, cols], None, feature_mean)
+                assert keep[i, j, cols].tolist() == expected.tolist()
+
+
+def test_posthoc_attention_is_softmax_in_training_and_filtered_in_eval():
+    torch.manual_seed(5)
+    q, k, v = (
+        torch.randn(3, 5, 1, dtype=DT),
+        torch.randn(3, 8, 1, dtype=DT),
+        torch.randn(3, 8, 2, dtype=DT),
+    )
+    mask = ~padding_mask(torch.tensor([8, 6, 3]), 8)[:, None, :]
+    train = attention(q, k, v, mask, normalizer="posthoc_evidential", training=True)
+    torch.testing.assert_close(train, attention(q, k, v, mask, normalizer="softmax"))
+    w = attention_weights(q, k, mask, normalizer="posthoc_evidential")
+    ev = attention_weights(q, k, mask, normalizer="ev_softmax")
+    # d = 1 feature: the filter's support equals ev-softmax's (Theorem 3.1), and so do the weights
+    torch.testing.assert_close(w, ev)
+    q, k = torch.randn(3, 5, 16, dtype=DT), torch.randn(3, 8, 16, dtype=DT)
+    w = attention_weights(q, k, mask, normalizer="posthoc_evidential")
+    ev = attention_weights(q, k, mask, normalizer="ev_softmax")
+    assert bool(((w > 0) | (ev == 0)).all())  # support contains ev-softmax's
+    assert bool((w.masked_select(~mask.expand_as(w)) == 0).all())
+    torch.testing.assert_close(w.sum(-1), torch.ones(3, 5, dtype=DT))
