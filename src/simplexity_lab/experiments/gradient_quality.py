@@ -184,7 +184,7 @@ def gradient_metrics(estimates: Tensor, exact: Tensor) -> dict[str, float]:
     r"""Bias and variance of ``estimates`` ``(M, P)`` against ``exact`` ``(P,)`` (see module doc).
 
     Example:
-        >>> torch.manual_seed(0)
+        >>> _ = torch.manual_seed(0)
         >>> exact = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
         >>> m = gradient_metrics(exact + 0.1 * torch.randn(4000, 3, dtype=torch.float64), exact)
         >>> round(m["cosine"], 3), m["rel_bias"] < 0.01, round(m["rel_variance"], 3)
