@@ -161,6 +161,13 @@ def test_half_precision_is_computed_in_float32(dtype):
     onehot = torch.zeros_like(p)
     onehot[:, 0] = 1
     torch.testing.assert_close(grad.double(), p * (onehot - p[:, :1]), atol=1e-2, rtol=0)
+    # the log form: d log p_0 / dx = e_0 - p on the support (its float32 buffers meet a half grad)
+    xr = x.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(log_ev_softmax(xr)[:, 0].sum(), xr)
+    assert grad.dtype == dtype
+    torch.testing.assert_close(
+        grad.double(), torch.where(p > 0, onehot - p, 0.0), atol=1e-2, rtol=0
+    )
 
 
 # --- the fused kernel, reached through ev_softmax -------------------------------------------------
