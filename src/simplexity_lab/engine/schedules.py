@@ -14,6 +14,9 @@ spec                           schedule
 ``"warmup:0:1:1000"``          :class:`Linear` β warm-up from 0 to 1 (an alias of ``linear``)
 =============================  ===============================================================
 
+:class:`StepDecay` (a value multiplied by a factor every so many steps, as an outer loop decays its
+learning rate) has no spec string: a task hands the object itself to the engine.
+
 Example:
     >>> s = parse_schedule("exp:1.0:0.01:100")
     >>> round(s(0), 3), round(s(50), 3), round(s(100), 3), round(s(1000), 3)
@@ -27,7 +30,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["Constant", "Cosine", "Exponential", "Linear", "Schedule", "parse_schedule"]
+from simplexity._checks import check_int
+
+__all__ = ["Constant", "Cosine", "Exponential", "Linear", "Schedule", "StepDecay", "parse_schedule"]
 
 
 class Schedule:
@@ -116,9 +121,34 @@ class Cosine(Schedule):
         return f"cosine:{self.start!r}:{self.end!r}:{self.steps}"
 
 
+@dataclass(frozen=True)
+class StepDecay(Schedule):
+    """``start * factor ** (step // every)``: a value decayed once per ``every`` steps (the learning
+    rate of an outer loop, decayed after each outer iteration).
+
+    Example:
+        >>> s = StepDecay(1e-3, 0.5, 10)
+        >>> s(0), s(9), s(10), s(25)
+        (0.001, 0.001, 0.0005, 0.00025)
+    """
+
+    start: float
+    factor: float
+    every: int
+
+    def __post_init__(self) -> None:
+        check_int("every", self.every, min=1)
+
+    def __call__(self, step: int) -> float:
+        return self.start * self.factor ** (max(step, 0) // self.every)
+
+    def spec(self) -> str:
+        """A description (no spec string of :func:`parse_schedule` names a step decay)."""
+        return f"{self.start!r} decayed by {self.factor!r} every {self.every} steps"
+
+
 def _check_steps(steps: int) -> None:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"a schedule's steps must be an int >= 1, got {steps!r}")
+    check_int("a schedule's steps", steps, min=1)
 
 
 _KINDS = {"linear": Linear, "warmup": Linear, "exp": Exponential, "cosine": Cosine}

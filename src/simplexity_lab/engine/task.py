@@ -12,15 +12,16 @@ splits each global batch into ``W`` equal shards.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from simplexity._checks import check_int
 from simplexity_lab.engine.schedules import parse_schedule
 
 __all__ = [
@@ -50,6 +51,26 @@ class TrainConfig:
         log_every: log training scalars every this many steps.
         eval_size: evaluate on at most this many examples per split (``None``: all).
         deterministic: use deterministic algorithms.
+
+    A subclass declares the checks its own fields need, and :meth:`__post_init__` runs them
+    together with these (a subclass's entries add to its parents'):
+
+    - ``minimums``: integer fields and their least values (``None`` passes, for optional fields);
+    - ``schedules``: fields that hold schedule specs (:func:`~simplexity_lab.engine.schedules.parse_schedule`).
+
+    Example:
+        >>> @dataclass(frozen=True)
+        ... class MyConfig(TrainConfig):
+        ...     hidden: int = 32
+        ...     beta: str = "linear:0:1:100"
+        ...     minimums: ClassVar[Mapping[str, int]] = {"hidden": 1}
+        ...     schedules: ClassVar[tuple[str, ...]] = ("beta",)
+        >>> MyConfig(hidden=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: hidden must be an int >= 1, got 0
+        >>> TrainConfig.smoke(eval_size=100)
+        {'steps': 20, 'val_every': 10, 'checkpoint_every': 10, 'log_every': 5, 'eval_size': 100}
     """
 
     seed: int = 0
@@ -65,16 +86,34 @@ class TrainConfig:
     eval_size: int | None = None
     deterministic: bool = True
 
+    minimums: ClassVar[Mapping[str, int]] = {
+        "steps": 1, "batch_size": 1, "val_every": 1, "checkpoint_every": 1, "log_every": 1,
+        "eval_size": 1,
+    }  # fmt: skip
+    schedules: ClassVar[tuple[str, ...]] = ("lr",)
+
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "val_every", "checkpoint_every", "log_every"):
+        minimums: dict[str, int] = {}
+        schedules: dict[str, None] = {}
+        for cls in reversed(type(self).__mro__):
+            minimums.update(vars(cls).get("minimums", {}))
+            schedules.update(dict.fromkeys(vars(cls).get("schedules", ())))
+        for name, least in minimums.items():
             value = getattr(self, name)
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+            if value is not None:
+                check_int(name, value, min=least)
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or none, got {self.grad_clip}")
-        if self.eval_size is not None and self.eval_size < 1:
-            raise ValueError(f"eval_size must be >= 1 or none, got {self.eval_size}")
-        parse_schedule(self.lr, name="lr")
+        for name in schedules:
+            parse_schedule(getattr(self, name), name=name)
+
+    @staticmethod
+    def smoke(steps: int = 20, **values: Any) -> dict[str, Any]:
+        """A ``smoke`` budget (seconds, for tests): ``steps`` steps, validated and checkpointed
+        half way and at the end, logged every quarter, then ``values``."""
+        half = max(1, steps // 2)
+        return {"steps": steps, "val_every": half, "checkpoint_every": half,
+                "log_every": max(1, steps // 4), **values}  # fmt: skip
 
 
 def derived_seed(*parts: int) -> int:

@@ -32,8 +32,9 @@ Usage::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -81,6 +82,11 @@ class CVAEConfig(TrainConfig):
     kl_smoothing: float = 1e-6
     classifier_steps: int = 1500
 
+    minimums: ClassVar[Mapping[str, int]] = dict.fromkeys(
+        ("num_latent", "hidden", "prior_hidden", "classifier_steps"), 1
+    )
+    schedules: ClassVar[tuple[str, ...]] = ("beta", "temperature")
+
     def __post_init__(self) -> None:
         super().__post_init__()
         from simplexity import normalizers
@@ -88,8 +94,6 @@ class CVAEConfig(TrainConfig):
         normalizers.check_name(self.normalizer)
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
-        parse_schedule(self.beta, name="beta")
-        parse_schedule(self.temperature, name="temperature")
 
 
 def parity_targets(num_digits: int = 10) -> torch.Tensor:
@@ -233,14 +237,7 @@ EXPERIMENT = register(
         config_class=CVAEConfig,
         task_class=CVAETask,
         budgets={
-            "smoke": {
-                "steps": 20,
-                "val_every": 10,
-                "checkpoint_every": 10,
-                "log_every": 5,
-                "eval_size": 500,
-                "classifier_steps": 50,
-            },
+            "smoke": TrainConfig.smoke(eval_size=500, classifier_steps=50),
             "demo": {
                 "dataset": "digits",
                 "steps": 1500,

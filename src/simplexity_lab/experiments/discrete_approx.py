@@ -29,8 +29,9 @@ Usage::
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -167,11 +168,11 @@ class DiscreteApproxConfig(TrainConfig):
     sb_percentile: float = 50.0
     eval_samples: int = 100_000
 
+    minimums: ClassVar[Mapping[str, int]] = {"num_categories": 2, "eval_samples": 1}
+
     def __post_init__(self) -> None:
         super().__post_init__()
         parse_target(self.target)
-        if self.num_categories < 2:
-            raise ValueError(f"num_categories must be >= 2, got {self.num_categories}")
         if self.temperature == "auto":
             object.__setattr__(self, "temperature", repr(DEFAULT_TEMPERATURE[self.relaxation]))
         try:
@@ -186,8 +187,6 @@ class DiscreteApproxConfig(TrainConfig):
             raise ValueError(f"sb_threshold must be in (0, 1), got {self.sb_threshold}")
         if not 0 <= self.sb_percentile <= 100:
             raise ValueError(f"sb_percentile must be in [0, 100], got {self.sb_percentile}")
-        if self.eval_samples < 1:
-            raise ValueError(f"eval_samples must be >= 1, got {self.eval_samples}")
 
 
 class DiscreteApproxTask(Task):
@@ -313,15 +312,7 @@ EXPERIMENT = register(
         config_class=DiscreteApproxConfig,
         task_class=DiscreteApproxTask,
         budgets={
-            "smoke": {
-                "steps": 20,
-                "batch_size": 100,
-                "val_every": 10,
-                "checkpoint_every": 10,
-                "log_every": 5,
-                "eval_samples": 2000,
-                "num_categories": 40,
-            },
+            "smoke": TrainConfig.smoke(batch_size=100, eval_samples=2000, num_categories=40),
             "paper": {"steps": 3000, "batch_size": 1000, "eval_samples": 100_000},
         },
         paper_command=(

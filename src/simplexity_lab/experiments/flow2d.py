@@ -22,8 +22,9 @@ Usage::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
@@ -69,18 +70,15 @@ class Flow2DConfig(TrainConfig):
     rad_coupling_hidden: int | None = None
     test_size: int | None = None
 
+    minimums: ClassVar[Mapping[str, int]] = {
+        "num_components": 1, "num_layers": 1, "hidden": 1, "init_points": 1, "rad_pieces": 2,
+        "rad_hidden": 1, "rad_coupling_hidden": 1, "test_size": 1,
+    }  # fmt: skip
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.dataset.startswith("toy2d:"):
             raise ValueError(f"dataset must be a toy2d:<name> data set, got {self.dataset!r}")
-        for name in ("num_components", "num_layers", "hidden", "init_points", "rad_hidden"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.rad_pieces < 2:
-            raise ValueError(f"rad_pieces must be >= 2, got {self.rad_pieces}")
-        for name in ("rad_coupling_hidden", "test_size"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1 or none, got {getattr(self, name)}")
 
 
 RAD_SPREAD = 1.5
@@ -202,15 +200,7 @@ EXPERIMENT = register(
         config_class=Flow2DConfig,
         task_class=Flow2DTask,
         budgets={
-            "smoke": {
-                "steps": 20,
-                "val_every": 10,
-                "checkpoint_every": 10,
-                "log_every": 5,
-                "eval_size": 1000,
-                "num_layers": 2,
-                "hidden": 16,
-            },
+            "smoke": TrainConfig.smoke(eval_size=1000, num_layers=2, hidden=16),
             "demo": {
                 "steps": 1500,
                 "val_every": 500,
@@ -220,7 +210,7 @@ EXPERIMENT = register(
                 "lr": "3e-3",
                 "eval_size": 5000,
             },
-            # the flows issue's experiment 1 (docs/results/flows.md)
+            # experiment 1 of docs/results/flows.md
             "paper": {
                 "steps": 2000,
                 "batch_size": 256,

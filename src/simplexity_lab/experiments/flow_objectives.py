@@ -29,8 +29,9 @@ Usage::
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -154,6 +155,9 @@ class MixtureEntropyConfig(TrainConfig):
     eval_samples: int = 4000
     truth_inner: int = 2048
 
+    minimums: ClassVar[Mapping[str, int]] = {"num_components": 1, "eval_samples": 2,
+                                             "truth_inner": 1}  # fmt: skip
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.steps != 1 or self.lr not in ("0", "0.0"):
@@ -162,16 +166,8 @@ class MixtureEntropyConfig(TrainConfig):
                 f", lr={self.lr!r}"
             )
         _check_reparam(self.reparam, self.temperature)
-        if self.num_components < 1 or not self.radius >= 0 or not self.scale > 0:
-            raise ValueError(
-                "num_components must be >= 1, radius >= 0 and scale > 0, got "
-                f"{self.num_components}, {self.radius}, {self.scale}"
-            )
-        if self.eval_samples < 2 or self.truth_inner < 1:
-            raise ValueError(
-                f"eval_samples must be >= 2 and truth_inner >= 1, got {self.eval_samples}, "
-                f"{self.truth_inner}"
-            )
+        if not self.radius >= 0 or not self.scale > 0:
+            raise ValueError(f"radius must be >= 0 and scale > 0, got {self.radius}, {self.scale}")
 
 
 class MixtureEntropyTask(Task):
@@ -289,6 +285,11 @@ class FlowObjectivesConfig(AugmentedLagrangianConfig):
     eval_samples: int = 2000
     truth_inner: int = 2048
 
+    minimums: ClassVar[Mapping[str, int]] = {
+        "num_inner": 1, "num_components": 1, "num_layers": 1, "hidden": 1, "truth_inner": 1,
+        "eval_samples": 2,
+    }  # fmt: skip
+
     def __post_init__(self) -> None:
         if self.grad_clip == "auto":
             object.__setattr__(self, "grad_clip", 10.0 if self.problem == "reverse_kl" else None)
@@ -299,7 +300,7 @@ class FlowObjectivesConfig(AugmentedLagrangianConfig):
             raise ValueError(f"lr_decay applies to problem=maxent only, got {self.lr_decay}")
         _check_reparam(self.reparam, self.temperature)
         nested = self.estimator.startswith("nested")
-        if nested and (self.num_inner is None or self.num_inner < 1):
+        if nested and self.num_inner is None:
             raise ValueError(
                 f"estimator={self.estimator} needs num_inner >= 1 (e.g. num_inner=16), got "
                 f"{self.num_inner}"
@@ -309,11 +310,6 @@ class FlowObjectivesConfig(AugmentedLagrangianConfig):
                 f"num_inner applies to the nested estimators only; estimator={self.estimator} "
                 f"needs num_inner=none, got {self.num_inner}"
             )
-        for name in ("num_components", "num_layers", "hidden", "truth_inner"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.eval_samples < 2:
-            raise ValueError(f"eval_samples must be >= 2, got {self.eval_samples}")
 
     def uses_lagrangian(self) -> bool:
         return self.problem == "maxent"
@@ -435,19 +431,15 @@ class FlowObjectivesTask(AugmentedLagrangianTask):
 
 
 _SMOKE_A = {"eval_samples": 200, "truth_inner": 64}
-_SMOKE_B = {
-    "steps": 20,
-    "inner": 10,
-    "batch_size": 32,
-    "val_every": 10,
-    "checkpoint_every": 10,
-    "log_every": 5,
-    "update_samples": 100,
-    "eval_samples": 200,
-    "truth_inner": 64,
-    "num_layers": 2,
-    "hidden": 8,
-}
+_SMOKE_B = TrainConfig.smoke(
+    inner=10,
+    batch_size=32,
+    update_samples=100,
+    eval_samples=200,
+    truth_inner=64,
+    num_layers=2,
+    hidden=8,
+)
 
 MIXTURE_ENTROPY = register(
     Experiment(

@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -65,10 +66,7 @@ class IGRVAEConfig(VAEConfig):
     val_every: int = 2500
     reference_samples: int = 100
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.reference_samples < 1:
-            raise ValueError(f"reference_samples must be >= 1, got {self.reference_samples}")
+    minimums: ClassVar[Mapping[str, int]] = {"reference_samples": 1}
 
 
 class IGRVAETask(VAETask):

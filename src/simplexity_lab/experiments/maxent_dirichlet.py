@@ -24,14 +24,15 @@ Usage::
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
 
 from simplexity_lab.engine.experiment import Experiment, register
-from simplexity_lab.engine.task import derived_seed
+from simplexity_lab.engine.task import TrainConfig, derived_seed
 from simplexity_lab.experiments._maxent import AugmentedLagrangianConfig, AugmentedLagrangianTask
 
 __all__ = [
@@ -71,6 +72,10 @@ class MaxEntDirichletConfig(AugmentedLagrangianConfig):
     hidden: int = 32
     eval_samples: int = 200_000
 
+    minimums: ClassVar[Mapping[str, int]] = {
+        "num_components": 1, "num_layers": 1, "hidden": 1, "eval_samples": 2,
+    }  # fmt: skip
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if len(self.alpha) < 2 or not all(a > 0 for a in self.alpha):
@@ -79,11 +84,6 @@ class MaxEntDirichletConfig(AugmentedLagrangianConfig):
             raise ValueError(
                 f"transform=coupling needs a 2-D flow (alpha of length 3), got alpha={self.alpha}"
             )
-        for name in ("num_components", "num_layers", "hidden"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.eval_samples < 2:
-            raise ValueError(f"eval_samples must be >= 2, got {self.eval_samples}")
 
 
 class MaxEntDirichletTask(AugmentedLagrangianTask):
@@ -207,18 +207,15 @@ EXPERIMENT = register(
         config_class=MaxEntDirichletConfig,
         task_class=MaxEntDirichletTask,
         budgets={
-            "smoke": {
-                "steps": 40,
-                "inner": 20,
-                "batch_size": 40,
-                "val_every": 20,
-                "checkpoint_every": 20,
-                "log_every": 10,
-                "update_samples": 200,
-                "eval_samples": 2000,
-                "num_layers": 2,
-                "hidden": 8,
-            },
+            "smoke": TrainConfig.smoke(
+                40,
+                inner=20,
+                batch_size=40,
+                update_samples=200,
+                eval_samples=2000,
+                num_layers=2,
+                hidden=8,
+            ),
             # the paper notebook's budget: 10 outer x 3,000 inner steps of batch 300, Adam 1e-3
             "paper": {
                 "steps": 30_000,

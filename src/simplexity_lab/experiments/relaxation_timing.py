@@ -21,8 +21,9 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -66,6 +67,10 @@ class RelaxationTimingConfig(TrainConfig):
     rounds: int = 5
     steps_per_round: int = 200
 
+    minimums: ClassVar[Mapping[str, int]] = {
+        "num_variables": 1, "num_categories": 2, "rounds": 1, "steps_per_round": 1,
+    }  # fmt: skip
+
     def __post_init__(self) -> None:
         super().__post_init__()
         from simplexity.distributions import relaxations
@@ -79,10 +84,6 @@ class RelaxationTimingConfig(TrainConfig):
                 )
         if len(set(self.relaxations)) != len(self.relaxations):
             raise ValueError(f"relaxations must be distinct, got {self.relaxations}")
-        if self.rounds < 1 or self.steps_per_round < 1:
-            raise ValueError(
-                f"rounds and steps_per_round must be >= 1, got {self.rounds}, {self.steps_per_round}"
-            )
 
 
 class RelaxationTimingTask(Task):
@@ -189,16 +190,16 @@ EXPERIMENT = register(
         config_class=RelaxationTimingConfig,
         task_class=RelaxationTimingTask,
         budgets={
-            "smoke": {
-                "steps": 4,
-                "batch_size": 20,
-                "val_every": 4,
-                "checkpoint_every": 4,
-                "log_every": 2,
-                "eval_size": 50,
-                "rounds": 2,
-                "steps_per_round": 3,
-            },
+            "smoke": TrainConfig.smoke(
+                4,
+                val_every=4,
+                checkpoint_every=4,
+                log_every=2,
+                batch_size=20,
+                eval_size=50,
+                rounds=2,
+                steps_per_round=3,
+            ),
             "paper": {"steps": 50, "rounds": 5, "steps_per_round": 200},
         },
         paper_command="simplexity run relaxation-timing --budget paper --set net=nonlinear",

@@ -19,8 +19,9 @@ Usage::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
@@ -78,7 +79,12 @@ class SOPConfig(TrainConfig):
     binarize: Literal["auto", "none", "dynamic"] = "auto"
     eval_samples: int = 100
 
+    minimums: ClassVar[Mapping[str, int]] = {"eval_samples": 1}
+    schedules: ClassVar[tuple[str, ...]] = ("temperature",)
+
     def __post_init__(self) -> None:
+        if self.temperature == "auto":
+            object.__setattr__(self, "temperature", default_temperature(self.relaxation))
         super().__post_init__()
         if self.relaxation not in BINARY_RELAXATIONS:
             raise ValueError(
@@ -86,11 +92,6 @@ class SOPConfig(TrainConfig):
             )
         if not self.hidden or min(self.hidden) < 1:
             raise ValueError(f"hidden must be positive sizes, got {self.hidden}")
-        if self.temperature == "auto":
-            object.__setattr__(self, "temperature", default_temperature(self.relaxation))
-        parse_schedule(self.temperature, name="temperature")
-        if self.eval_samples < 1:
-            raise ValueError(f"eval_samples must be >= 1, got {self.eval_samples}")
 
 
 class SOPTask(Task):
@@ -170,16 +171,7 @@ EXPERIMENT = register(
         config_class=SOPConfig,
         task_class=SOPTask,
         budgets={
-            "smoke": {
-                "steps": 20,
-                "batch_size": 50,
-                "val_every": 10,
-                "checkpoint_every": 10,
-                "log_every": 5,
-                "eval_size": 100,
-                "eval_samples": 10,
-                "lr": "1e-3",
-            },
+            "smoke": TrainConfig.smoke(batch_size=50, eval_size=100, eval_samples=10, lr="1e-3"),
             # every relaxation alike when 100 epochs do not fit: 10 epochs, the same lr schedule
             "short": {"steps": 5000, "lr": "exp:1e-3:1e-4:5000", "eval_samples": 100},
             "paper": {"steps": 50_000, "lr": "exp:1e-3:1e-4:50000", "eval_samples": 100},

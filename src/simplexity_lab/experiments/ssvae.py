@@ -20,8 +20,9 @@ Usage::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -65,6 +66,8 @@ class SSVAEConfig(TrainConfig):
     temperature: float = 1.0
     warm_start_steps: int = 1000
 
+    minimums: ClassVar[Mapping[str, int]] = {"warm_start_steps": 0}
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.method not in methods():
@@ -77,8 +80,6 @@ class SSVAEConfig(TrainConfig):
             raise ValueError(f"alpha must be >= 0, got {self.alpha}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.warm_start_steps < 0:
-            raise ValueError(f"warm_start_steps must be >= 0, got {self.warm_start_steps}")
 
 
 def labelled_indices(num: int, fraction: float, seed: int) -> torch.Tensor:
@@ -174,15 +175,7 @@ EXPERIMENT = register(
         config_class=SSVAEConfig,
         task_class=SSVAETask,
         budgets={
-            "smoke": {
-                "steps": 12,
-                "val_every": 6,
-                "checkpoint_every": 6,
-                "log_every": 3,
-                "eval_size": 300,
-                "warm_start_steps": 4,
-                "hidden": 32,
-            },
+            "smoke": TrainConfig.smoke(12, eval_size=300, warm_start_steps=4, hidden=32),
             "short": {"steps": 15_625, "val_every": 1000, "checkpoint_every": 1000},
             "paper": {},
         },

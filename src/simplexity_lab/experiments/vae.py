@@ -13,8 +13,9 @@ Usage::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
@@ -82,7 +83,14 @@ class VAEConfig(TrainConfig):
     binarize: Literal["auto", "none", "dynamic"] = "auto"
     eval_samples: int = 1000
 
+    minimums: ClassVar[Mapping[str, int]] = {
+        "num_variables": 1, "num_categories": 2, "kl_samples": 1, "eval_samples": 1,
+    }  # fmt: skip
+    schedules: ClassVar[tuple[str, ...]] = ("temperature", "beta")
+
     def __post_init__(self) -> None:
+        if self.temperature == "auto":
+            object.__setattr__(self, "temperature", default_temperature(self.relaxation))
         super().__post_init__()
         from simplexity.distributions import relaxations
 
@@ -91,12 +99,6 @@ class VAEConfig(TrainConfig):
                 f"unknown relaxation {self.relaxation!r}; expected one of "
                 f"{', '.join(relaxations.names())}"
             )
-        if self.temperature == "auto":
-            object.__setattr__(self, "temperature", default_temperature(self.relaxation))
-        parse_schedule(self.temperature, name="temperature")
-        parse_schedule(self.beta, name="beta")
-        if self.eval_samples < 1:
-            raise ValueError(f"eval_samples must be >= 1, got {self.eval_samples}")
 
 
 class VAETask(Task):
@@ -203,16 +205,7 @@ EXPERIMENT = register(
         config_class=VAEConfig,
         task_class=VAETask,
         budgets={
-            "smoke": {
-                "steps": 20,
-                "batch_size": 50,
-                "val_every": 10,
-                "checkpoint_every": 10,
-                "log_every": 5,
-                "eval_size": 100,
-                "eval_samples": 10,
-                "lr": "1e-3",
-            },
+            "smoke": TrainConfig.smoke(batch_size=50, eval_size=100, eval_samples=10, lr="1e-3"),
             "demo": {
                 "dataset": "digits",
                 "binarize": "dynamic",

@@ -18,8 +18,9 @@ Usage::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -70,6 +71,11 @@ class VQVAEConfig(TrainConfig):
     samples_per_class: int = 50
     top_k: int = 3
 
+    minimums: ClassVar[Mapping[str, int]] = dict.fromkeys(
+        ("num_codes", "code_dim", "vq_hidden", "prior_hidden", "prior_layers",
+         "samples_per_class", "top_k"), 1
+    )  # fmt: skip
+
     def __post_init__(self) -> None:
         super().__post_init__()
         from simplexity import normalizers
@@ -77,10 +83,6 @@ class VQVAEConfig(TrainConfig):
         normalizers.check_name(self.normalizer)
         if self.dataset not in ("mnist", "fashion_mnist"):
             raise ValueError(f"dataset must be 'mnist' or 'fashion_mnist', got {self.dataset!r}")
-        for name in ("num_codes", "code_dim", "vq_hidden", "prior_hidden", "prior_layers",
-                     "samples_per_class", "top_k"):  # fmt: skip
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.prior_kernel < 3 or self.prior_kernel % 2 == 0:
             raise ValueError(f"prior_kernel must be odd and >= 3, got {self.prior_kernel}")
         if self.num_codes < 2:
@@ -211,21 +213,18 @@ EXPERIMENT = register(
         config_class=VQVAEConfig,
         task_class=VQVAETask,
         budgets={
-            "smoke": {
-                "steps": 6,
-                "val_every": 3,
-                "checkpoint_every": 3,
-                "log_every": 3,
-                "eval_size": 200,
-                "num_codes": 16,
-                "code_dim": 4,
-                "vq_hidden": 8,
-                "vqvae_steps": 5,
-                "classifier_steps": 5,
-                "prior_hidden": 8,
-                "prior_layers": 2,
-                "samples_per_class": 2,
-            },
+            "smoke": TrainConfig.smoke(
+                6,
+                eval_size=200,
+                num_codes=16,
+                code_dim=4,
+                vq_hidden=8,
+                vqvae_steps=5,
+                classifier_steps=5,
+                prior_hidden=8,
+                prior_layers=2,
+                samples_per_class=2,
+            ),
             # every normalizer alike when 10 prior epochs do not fit: 3,000 prior steps (3.2 epochs)
             "short": {"steps": 3000, "val_every": 1000},
             "paper": {},
