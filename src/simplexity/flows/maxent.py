@@ -129,13 +129,18 @@ class MaxEntTrainer:
             raise ValueError(f"constraint must return shape (N, m), got {tuple(t.shape)}")
         return t.mean(0)
 
-    def step(self) -> Tensor:
-        """One SGD step on the augmented Lagrangian; returns the loss (detached)."""
+    def loss(self) -> Tensor:
+        r"""The augmented Lagrangian of a fresh batch at the current :math:`\lambda` and :math:`c`
+        (what :meth:`step` minimizes; a training loop of one's own can minimize it instead)."""
         z, log_p = self._sample(self.config.batch)
         t = self.constraint(z)
         if self.lam is None:
             self.lam = torch.zeros(t.shape[-1], dtype=t.dtype, device=t.device)
-        loss = augmented_lagrangian_loss(log_p, t, self.lam, self.c)
+        return augmented_lagrangian_loss(log_p, t, self.lam, self.c)
+
+    def step(self) -> Tensor:
+        """One SGD step on the augmented Lagrangian; returns the loss (detached)."""
+        loss = self.loss()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -154,30 +159,49 @@ class MaxEntTrainer:
         for outer in range(self.config.outer):
             for _ in range(self.config.inner):
                 self.step()
-            entropy, residual = self.evaluate()
-            norm = float(residual.norm())
-            assert self.lam is not None
-            c = self.c
-            self.lam, self.c = update_multipliers(
-                self.lam, c, residual, self.last_norm,
-                gamma=self.config.gamma, beta=self.config.beta,
-            )  # fmt: skip
-            record = {
-                "outer": outer,
-                "entropy": float(entropy),
-                "residual": residual.tolist(),
-                "residual_norm": norm,
-                "lambda": self.lam.tolist(),
-                "c": c,
-                "seconds": time.perf_counter() - start,
-            }
-            self.last_norm = norm
+            record = {"outer": outer, **self.update(), "seconds": time.perf_counter() - start}
             for group in self.optimizer.param_groups:
                 group["lr"] *= self.config.lr_decay
             history.append(record)
             if callback is not None:
                 callback(record)
         return history
+
+    @torch.no_grad()
+    def update(self) -> dict[str, Any]:
+        r"""The outer update after an inner loop: :math:`\lambda \leftarrow \lambda + c\hat R` and
+        :math:`c \leftarrow \beta c` unless :math:`\|\hat R\|` fell below :math:`\gamma` times its
+        last value (:func:`update_multipliers`), with :math:`\hat R` on ``eval_samples`` fresh
+        samples.
+
+        Returns:
+            ``{"entropy", "residual", "residual_norm", "lambda", "c"}``: the entropy estimate and
+            residual of those samples, the new multipliers and the :math:`c` of the inner loop
+            that just ended.
+        """
+        entropy, residual = self.evaluate()
+        if self.lam is None:
+            self.lam = torch.zeros_like(residual)
+        norm = float(residual.norm())
+        c = self.c
+        self.lam, self.c = update_multipliers(
+            self.lam, c, residual, self.last_norm, gamma=self.config.gamma, beta=self.config.beta
+        )
+        self.last_norm = norm
+        return {"entropy": float(entropy), "residual": residual.tolist(), "residual_norm": norm,
+                "lambda": self.lam.tolist(), "c": c}  # fmt: skip
+
+    def state_dict(self) -> dict[str, Any]:
+        """The multipliers, the penalty coefficient and the last residual norm (to resume)."""
+        return {"lam": self.lam, "c": self.c, "last_norm": self.last_norm}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.lam, self.c, self.last_norm = (
+            state["lam"],
+            float(state["c"]),
+            float(state["last_norm"]),
+        )
 
     def state(self) -> dict[str, Any]:
         """The trainer's settings and multipliers (for logging)."""

@@ -26,8 +26,9 @@ Usage::
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -81,6 +82,11 @@ class TranslationConfig(TrainConfig):
     label_smoothing: float = 0.1
     decode_batch: int = 200
 
+    minimums: ClassVar[Mapping[str, int]] = dict.fromkeys(
+        ("vocab_size", "d_model", "heads", "layers", "ff", "max_len", "decode_batch", "train_size"),
+        1,
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("normalizer", "output_normalizer"):
@@ -89,11 +95,6 @@ class TranslationConfig(TrainConfig):
                 raise ValueError(
                     f"unknown {name} {value!r}; expected one of {', '.join(output_names())}"
                 )
-        for name in ("vocab_size", "d_model", "heads", "layers", "ff", "max_len", "decode_batch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.train_size is not None and self.train_size < 1:
-            raise ValueError(f"train_size must be >= 1 or none, got {self.train_size}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0 <= self.label_smoothing < 1:
@@ -265,21 +266,19 @@ EXPERIMENT = register(
         config_class=TranslationConfig,
         task_class=TranslationTask,
         budgets={
-            "smoke": {
-                "steps": 6,
-                "val_every": 3,
-                "checkpoint_every": 3,
-                "log_every": 3,
-                "eval_size": 8,
-                "train_size": 300,
-                "vocab_size": 200,
-                "d_model": 16,
-                "heads": 2,
-                "layers": 1,
-                "ff": 32,
-                "max_len": 24,
-                "batch_size": 16,
-            },
+            "smoke": TrainConfig.smoke(
+                6,
+                log_every=3,
+                eval_size=8,
+                train_size=300,
+                vocab_size=200,
+                d_model=16,
+                heads=2,
+                layers=1,
+                ff=32,
+                max_len=24,
+                batch_size=16,
+            ),
             # every normalizer alike when 10 epochs do not fit: 3 epochs (1,362 steps)
             "short": {"steps": 1362, "val_every": 454},
             "paper": {},
