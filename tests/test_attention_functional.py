@@ -299,6 +299,8 @@ def test_resolve_normalizer_rejects_what_it_cannot_honour():
         resolve_normalizer(EvSoftmax(), {"eps": 0.1})
     with pytest.raises(TypeError, match="normalizer must be"):
         resolve_normalizer(torch.softmax)
+    with pytest.raises(ValueError, match="post-hoc evidential filter reads the queries"):
+        resolve_normalizer(normalizers.get("posthoc_evidential").module())
     with pytest.raises(ValueError, match="unknown normalizer"):
         resolve_normalizer("softermax")
 

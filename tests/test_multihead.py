@@ -202,6 +202,21 @@ def test_transformer_encoder_hands_a_nested_tensor_and_gets_the_same_numbers():
                     torch.testing.assert_close(nested, encoder(x, src_key_padding_mask=padding))
 
 
+@pytest.mark.parametrize("layout", [torch.strided, torch.jagged])
+def test_nested_self_attention_equals_each_sequence_alone(layout):
+    mha = MultiheadAttention(8, 2, batch_first=True, dtype=DT).eval()
+    seqs = [torch.randn(3, 8, dtype=DT), torch.randn(5, 8, dtype=DT)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's nested-tensor prototype warning
+        x = torch.nested.as_nested_tensor(seqs, layout=layout)
+        out, _ = mha(x, x, x, need_weights=False)
+    assert out.is_nested and out.layout == layout
+    for got, seq in zip(out.unbind(), seqs, strict=True):
+        torch.testing.assert_close(got, mha(seq, seq, seq)[0])
+    with pytest.raises(TypeError, match="nested tensor is accepted only"):
+        mha(x, torch.randn(2, 5, 8, dtype=DT), x)
+
+
 @pytest.mark.parametrize("batch_first", [True, False])
 def test_self_and_cross_attention_of_transformer_decoder_layer(batch_first):
     kw = {"dropout": 0.0, "batch_first": batch_first, "dtype": DT}

@@ -164,6 +164,11 @@ def resolve_normalizer(
             )
         return get("softmax")
     if isinstance(normalizer, nn.Module):
+        if isinstance(normalizer, NormalizerModule) and normalizer.normalizer.posthoc_evidential:
+            raise ValueError(
+                "the post-hoc evidential filter reads the queries and keys: pass "
+                "normalizer='posthoc_evidential' (or its Normalizer), not a module"
+            )
         if isinstance(normalizer, LogEvSoftmax):
             raise TypeError(
                 "normalizer LogEvSoftmax returns log-probabilities; attention needs probabilities "

@@ -573,5 +573,6 @@ class MultiheadAttention(nn.Module):
         ).unsqueeze(-1)
         out, weights = self._forward(padded, padded, padded, padding, need_weights, None,
                                      average_attn_weights, is_causal, None)  # fmt: skip
-        nested = torch.nested.nested_tensor([o[:n] for o, n in zip(out, lengths, strict=True)])
+        pieces = [o[:n] for o, n in zip(out, lengths, strict=True)]
+        nested = torch.nested.as_nested_tensor(pieces, layout=query.layout)
         return nested, weights

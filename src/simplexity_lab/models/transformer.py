@@ -1,5 +1,5 @@
 r"""A small encoder–decoder Transformer with one normalizer in every attention and in the output
-layer (the translation setup of the ev-softmax paper, REFERENCE §1.5).
+layer (the machine-translation setup of the ev-softmax paper, Chen et al. 2021).
 
 Pre-layer-norm blocks (Xiong et al. 2020), sinusoidal positions, embeddings shared between the
 source, the target and the output layer's input space (a joint subword vocabulary), attention
@@ -57,7 +57,9 @@ class _Block(nn.Module):
         self.cross = cross
         if cross:
             self.cross_norm = nn.LayerNorm(d)
-            self.cross_attn = MultiheadAttention(d, heads, dropout=dropout, batch_first=True, **attn)
+            self.cross_attn = MultiheadAttention(
+                d, heads, dropout=dropout, batch_first=True, **attn
+            )
         self.ff_norm = nn.LayerNorm(d)
         self.ff = nn.Sequential(nn.Linear(d, ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff, d))
         self.drop = nn.Dropout(dropout)
