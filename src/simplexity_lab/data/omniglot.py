@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from simplexity._checks import check_int
+
 __all__ = [
     "area_weights",
     "convert_omniglot_zip",
@@ -133,11 +135,8 @@ def downsample(background: np.ndarray, size: int = 28) -> np.ndarray:
         ``float32`` array ``(..., size, size)`` in [0, 1]: the fraction of each output pixel
         covered by strokes.
     """
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
-        raise TypeError(f"size must be an int, got {type(size).__name__}")
     side = background.shape[-1]
-    if not 1 <= size <= side:
-        raise ValueError(f"size must be an int in [1, {side}], got {size}")
+    size = check_int("size", size, min=1, max=side)
     strokes = (~background).astype(np.float32)
     if size == side:
         return strokes

@@ -20,6 +20,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from simplexity._checks import check_int
+
 __all__ = ["NAMES", "sample"]
 
 _Gen = torch.Generator | None
@@ -128,8 +130,7 @@ def sample(name: str, num: int, *, generator: torch.Generator | None = None) -> 
     """
     if name not in _GENERATORS:
         raise ValueError(f"unknown toy density {name!r}; expected one of {NAMES}")
-    if isinstance(num, bool) or not isinstance(num, int) or num < 0:
-        raise ValueError(f"num must be an int >= 0, got {num!r}")
+    check_int("num", num, min=0)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     return _GENERATORS[name](num, generator).to(torch.float32)

@@ -53,6 +53,7 @@ from torch.distributions import (
     OneHotCategorical,
 )
 
+from simplexity._checks import check_int
 from simplexity.distributions import (
     NoClosedFormKLError,
     igr_zero_temperature_probs,
@@ -104,8 +105,7 @@ class DiscreteVAE(nn.Module):
             ("num_categories", num_categories, 2),
             ("kl_samples", kl_samples, 1),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+            check_int(name, value, min=low)
         if net not in NETS:
             raise ValueError(f"net must be one of {sorted(NETS)}, got {net!r}")
         if likelihood not in ("bernoulli", "gaussian"):

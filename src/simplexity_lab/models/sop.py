@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Independent
 
+from simplexity._checks import check_int
 from simplexity.distributions import relaxations, zero_temperature_limit
 
 __all__ = ["BINARY_RELAXATIONS", "StructuredOutputPredictor"]
@@ -67,14 +68,13 @@ class StructuredOutputPredictor(nn.Module):
         relaxation_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("input_dim", input_dim), ("output_dim", output_dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        check_int("input_dim", input_dim, min=1)
+        check_int("output_dim", output_dim, min=1)
         hidden = tuple(hidden)
-        if not hidden or any(
-            isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden
-        ):
-            raise ValueError(f"hidden must be a non-empty list of ints >= 1, got {hidden!r}")
+        if not hidden:
+            raise ValueError("hidden must be a non-empty list of ints >= 1, got ()")
+        for h in hidden:
+            check_int("hidden", h, min=1)
         if relaxation not in BINARY_RELAXATIONS:
             raise ValueError(
                 f"relaxation must be one of {', '.join(BINARY_RELAXATIONS)} for binary units, "
@@ -135,8 +135,7 @@ class StructuredOutputPredictor(nn.Module):
         discrete: bool = False,
     ) -> Tensor:
         r""":math:`\log\frac1S\sum_s p(x_\downarrow \mid u_s)` per example, ``u_s`` sampled given ``x_up``."""
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
+        check_int("num_samples", num_samples, min=1)
         units = self.units(x_up, temperature, discrete=discrete, num_samples=num_samples)
         log_p = self.likelihood(units).log_prob(x_low)  # (S, B)
         return torch.logsumexp(log_p, 0) - math.log(num_samples)
