@@ -360,3 +360,62 @@ def test_fused_kernel_falls_back_when_compiling_fails(monkeypatch):
     assert _fused.fused_ev_softmax(x, 0.0, min_numel=0) is None  # no second try
     monkeypatch.setattr(_fused, "MIN_NUMEL", 0)
     torch.testing.assert_close(ev_softmax(x), torch.from_numpy(brute_force(x.numpy(), -1)).float())
+
+
+# ------------------------------------------------------------- torch's private backward kernels
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_private_softmax_kernels_agree_with_the_public_ops_and_autograd(log):
+    from simplexity.normalizers.ev_softmax import _softmax_kernel
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 7, 3, dtype=torch.float64, generator=g)
+    x[0, 2, :] = -math.inf  # entries off the support (log: -inf outputs, masked gradient)
+    x[1, :, 0] = -math.inf
+    fn = torch.log_softmax if log else torch.softmax
+    kind = "log_softmax_backward" if log else "softmax_backward"
+    for dim in (0, 1, 2, -1):
+        rows = x.masked_fill((x == -math.inf).all(dim, keepdim=True), 0.0)  # no empty row
+        # the forward into the buffer
+        buffer = rows.clone()
+        written = _softmax_kernel("softmax_", buffer, dim, private=True)
+        assert written.data_ptr() == buffer.data_ptr()
+        torch.testing.assert_close(written, _softmax_kernel("softmax_", rows, dim, private=False))
+        torch.testing.assert_close(written, torch.softmax(rows, dim))
+        # the backward
+        out = fn(rows, dim)
+        grad = torch.randn(x.shape, dtype=torch.float64, generator=g)
+        if log:
+            grad = grad.masked_fill(out == -math.inf, 0.0)
+        private = _softmax_kernel(kind, grad, out, dim, private=True)
+        public = _softmax_kernel(kind, grad, out, dim, private=False)
+        torch.testing.assert_close(private, public)
+        leaf = rows.clone().requires_grad_()
+        (reference,) = torch.autograd.grad(fn(leaf, dim), leaf, grad)
+        torch.testing.assert_close(public, reference)
+    # a non-contiguous buffer takes the public op
+    strided = torch.randn(3, 5, 4, dtype=torch.float64, generator=g).transpose(0, 2)
+    torch.testing.assert_close(_softmax_kernel("softmax_", strided, -1), torch.softmax(strided, -1))
+    with pytest.raises(ValueError, match="unknown softmax kernel"):
+        _softmax_kernel("softmax", x, -1)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_ev_softmax_with_the_public_softmax_ops(monkeypatch, eps):
+    import importlib
+
+    # the module, not the function of the same name that the package exports
+    module = importlib.import_module("simplexity.normalizers.ev_softmax")
+
+    x = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(4, 6, dtype=torch.float64)
+    private = [torch.autograd.grad(f(x, eps=eps), x, g)[0] for f in (ev_softmax, log_ev_softmax)]
+    values = [f(x, eps=eps) for f in (ev_softmax, log_ev_softmax)]
+    monkeypatch.setattr(module, "_PRIVATE_KERNELS", False)
+    for f, expected, value in zip((ev_softmax, log_ev_softmax), private, values, strict=True):
+        torch.testing.assert_close(f(x, eps=eps), value)
+        (public,) = torch.autograd.grad(f(x, eps=eps), x, g)
+        torch.testing.assert_close(public, expected)
+        if f is ev_softmax or eps > 0:  # log with eps = 0 has -inf outputs: no finite differences
+            assert torch.autograd.gradcheck(lambda t, f=f: f(t, eps=eps), (x,))
