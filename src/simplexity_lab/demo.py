@@ -233,7 +233,7 @@ def _report(table, vae_rows, cvae_rows, flow_rows, tour, elapsed, seed, quick) -
         "",
         "![distance during training](cvae_distance.png)",
         "",
-        "## 3. Flows on eight Gaussians: Gaussian vs mixture base (seed note; Stimper et al. 2022)",
+        "## 3. Flows on eight Gaussians: Gaussian vs mixture base (Stimper et al. 2022)",
         "",
         "| base | test log-likelihood (nats) | train time (s) |",
         "|---|---|---|",

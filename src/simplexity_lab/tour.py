@@ -55,7 +55,7 @@ def normalizer_tour(seed: int = 0) -> str:
     ref = ref / ref.sum()
     out += [
         "",
-        "### Padding (REFERENCE §1.3): logits `2 1 .5 .1 -1` plus one pad filled with -1e18",
+        "### Padding: logits `2 1 .5 .1 -1` plus one pad filled with -1e18",
         "",
         "| implementation | probabilities |",
         "|---|---|",

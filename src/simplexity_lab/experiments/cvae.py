@@ -1,4 +1,4 @@
-r"""``cvae``: the conditional VAE of the ev-softmax paper (REFERENCE §1.5).
+r"""``cvae``: the conditional VAE of the ev-softmax paper (Chen et al. 2021).
 
 Query :math:`y` = parity of the digit (0 even, 1 odd); 10 latent classes; the prior
 :math:`p(z \mid y)` uses the normalizer chosen by name. The metric is the distance between the
@@ -28,6 +28,10 @@ Usage::
     simplexity run cvae --budget smoke --set normalizer=sparsemax
     simplexity run cvae --budget paper --set normalizer=ev_softmax --set seed=S
     simplexity run cvae --budget reference --set normalizer=ev_softmax --set seed=S
+
+References:
+    Chen, Tsang, Itkina and Kochenderfer, *Evidential Softmax for Sparse Multimodal Distributions
+    in Deep Generative Models*, NeurIPS 2021.
 """
 
 from __future__ import annotations
@@ -249,7 +253,7 @@ EXPERIMENT = register(
             },
             "paper": {"val_every": 250},
             # the reference code's effective KL weight: 0.01 x batch-mean KL beside a batch-summed
-            # reconstruction = 0.01 / 64 per example (REFERENCE §1.5)
+            # reconstruction = 0.01 / 64 per example
             "reference": {"val_every": 250, "beta": "1.5625e-4"},
         },
         paper_command="simplexity run cvae --budget paper --set normalizer=NORMALIZER --set seed=S",

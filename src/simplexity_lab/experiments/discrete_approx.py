@@ -1,4 +1,4 @@
-r"""``discrete-approx``: fit a relaxed distribution to a discrete target (IGR paper, REFERENCE §2.3).
+r"""``discrete-approx``: fit a relaxed distribution to a discrete target (the IGR paper's experiment).
 
 A single relaxed categorical variable with free parameters is fitted so that its samples match a
 pmf on :math:`\{0, 1, 2, \dots\}`: Poisson(50), and the reference code's other targets (binomial,
@@ -24,6 +24,10 @@ Usage::
     simplexity run discrete-approx --budget smoke
     simplexity run discrete-approx --budget paper --set relaxation=gumbel_softmax \
         --set num_categories=40 --set target=poisson:50
+
+References:
+    Potapczynski, Loaiza-Ganem and Cunningham, *Invertible Gaussian Reparameterization:
+    Revisiting the Gumbel-Softmax*, NeurIPS 2020.
 """
 
 from __future__ import annotations

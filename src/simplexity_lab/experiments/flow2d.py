@@ -1,5 +1,5 @@
 r"""``flow2d``: a normalizing flow on a 2-D toy density with a Gaussian base, a mixture-of-Gaussians
-base, or RAD in front (REFERENCE §3.4; the flows issue's experiment 1).
+base, or RAD in front (experiment 1 of docs/results/flows.md).
 
 Affine coupling layers (Real NVP) over a base that is either :math:`\mathcal N(0, I)`
 (``base=gaussian``) or a trainable mixture of ``num_components`` Gaussians initialized by k-means++
@@ -10,7 +10,7 @@ couplings narrowed so that the total parameter count matches the Gaussian-base f
 reported: the mean test log-likelihood in nats (``test/log_likelihood``, higher is better), its
 standard error and the number of test points with a non-finite density.
 
-The ``paper`` budget is the flows issue's setup: 6 couplings of width 32, Adam at 3e-3 with cosine
+The ``paper`` budget: 6 couplings of width 32, Adam at 3e-3 with cosine
 decay over 2,000 steps of batch 256, gradients clipped at norm 10, 50,000 training points and
 20,000 test points.
 
@@ -18,6 +18,13 @@ Usage::
 
     simplexity run flow2d --budget smoke --set base=gaussian
     simplexity run flow2d --budget paper --set base=rad --set dataset=toy2d:checkerboard --set seed=0
+
+References:
+    Dinh, Sohl-Dickstein and Bengio, *Density estimation using Real NVP*, ICLR 2017. Dinh,
+    Sohl-Dickstein, Pascanu and Larochelle, *A RAD Approach to Deep Mixture Models*, ICLR 2019
+    workshop. Stimper, Schölkopf and Hernández-Lobato, *Resampling Base Distributions of
+    Normalizing Flows*, AISTATS 2022 (Gaussian vs mixture bases on the 2-D toys of Grathwohl et
+    al., *FFJORD*, ICLR 2019).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 r"""Sampling-based objectives with a mixture base: what each reparameterization × density estimator
-reports against the truth (the flows issue's experiment 2, REFERENCE §3.1).
+reports against the truth (experiment 2 of docs/results/flows.md).
 
 Two experiments:
 
-- ``mixture-entropy`` (part A): no training. For the note's example base (D = 2, K = 8 equal
+- ``mixture-entropy`` (part A): no training. For a ring base (D = 2, K = 8 equal
   components on a ring of radius 2, σ = 0.3) with one reparameterization and temperature, the
   entropy estimate :math:`-\mathbb{E}\log\hat p(z_0)` of every estimator (``exact``, ``joint``,
   ``nested`` and ``nested_own`` at M = 1, 4, 16, 64, 256) against the true entropy of the
@@ -24,6 +24,12 @@ Usage::
     simplexity run mixture-entropy --budget paper --set reparam=igr --set temperature=0.5
     simplexity run flow-objectives --budget paper --set problem=reverse_kl \
         --set reparam=pathwise --set estimator=nested --set num_inner=16
+
+References:
+    Jang, Gu and Poole, *Categorical Reparameterization with Gumbel-Softmax*, ICLR 2017. Yin and
+    Zhou, *Semi-Implicit Variational Inference*, ICML 2018 (the sample's own component among the
+    nested terms: ``nested_own``). Loaiza-Ganem, Gao and Cunningham, *Maximum Entropy Flow
+    Networks*, ICLR 2017.
 """
 
 from __future__ import annotations
@@ -261,7 +267,7 @@ class FlowObjectivesConfig(AugmentedLagrangianConfig):
         num_inner: M of the nested estimators (``none`` for ``exact`` and ``joint``).
         num_components: of the mixture base (``none``: 8 for reverse_kl, 4 for maxent).
         num_layers, hidden: the affine couplings; spread: the initial means' scale.
-        grad_clip: ``auto`` is 10 for reverse_kl and none for maxent (as the issue's runs).
+        grad_clip: ``auto`` is 10 for reverse_kl and none for maxent.
         eval_samples: samples of the final evaluation; truth_inner: M of the truth's bracket.
     """
 
@@ -369,7 +375,7 @@ class FlowObjectivesTask(AugmentedLagrangianTask):
     def evaluate(self, split: str) -> dict[str, float]:
         c = self.config
         flow = self.model()
-        # the evaluation samples of the issue's script (seed 1 there, for run seed 0)
+        # the evaluation samples are seeded with seed + 1 (as the runs of docs/results/flows.md)
         seed = c.seed + 1
         if split != "test":  # cheap: the optimizer's own estimate
             z, est = estimate_in_chunks(flow, min(c.eval_samples, 1000), seed,

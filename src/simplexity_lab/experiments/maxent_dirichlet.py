@@ -1,5 +1,5 @@
-r"""``maxent-dirichlet``: a maximum-entropy flow on the simplex must recover Dirichlet(α) (the
-flows issue's experiment 3; Loaiza-Ganem et al. 2017).
+r"""``maxent-dirichlet``: a maximum-entropy flow on the simplex must recover Dirichlet(α)
+(Loaiza-Ganem et al. 2017; experiment 3 of docs/results/flows.md).
 
 Maximize :math:`H(p)` on the simplex subject to
 :math:`\mathbb{E}_p[\log z_i] = \psi(\alpha_i) - \psi(\alpha_0)`; the maximum-entropy solution is

@@ -1,6 +1,6 @@
 r"""``relaxation-timing``: time per training iteration of the discrete VAE for each relaxation, as a
-ratio to the Gumbel-softmax in the same run (IGR paper, REFERENCE §2.3: IGR-I and IGR-SB about 1×,
-IGR-Planar about 1.3×).
+ratio to the Gumbel-softmax in the same run (the cost comparison of the IGR paper, Potapczynski et
+al. 2020).
 
 One :class:`~simplexity_lab.models.DiscreteVAE` per relaxation (20 × 10, ``net``, batch 100) is warmed
 up by the engine for ``steps`` steps; the final test evaluation then times ``rounds`` rounds of
@@ -14,6 +14,10 @@ Usage::
 
     simplexity run relaxation-timing --budget smoke
     simplexity run relaxation-timing --budget paper --set net=linear
+
+References:
+    Potapczynski, Loaiza-Ganem and Cunningham, *Invertible Gaussian Reparameterization:
+    Revisiting the Gumbel-Softmax*, NeurIPS 2020.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-r"""``sop``: structured output prediction on binarized MNIST halves (IGR paper, REFERENCE §2.3).
+r"""``sop``: structured output prediction on binarized MNIST halves (the IGR paper's experiment).
 
 Predict the lower half (rows 14–27) of a statically binarized MNIST digit from its upper half
 (rows 0–13) through two stochastic layers of 240 binary units
@@ -15,6 +15,10 @@ Usage::
 
     simplexity run sop --budget smoke
     simplexity run sop --budget paper --set relaxation=igr_i --set seed=1
+
+References:
+    Potapczynski, Loaiza-Ganem and Cunningham, *Invertible Gaussian Reparameterization:
+    Revisiting the Gumbel-Softmax*, NeurIPS 2020.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-r"""``ssvae``: the semi-supervised VAE (M2) of the ev-softmax paper (REFERENCE §1.5).
+r"""``ssvae``: the semi-supervised VAE (M2) of the ev-softmax paper (Chen et al. 2021).
 
 MNIST with a fixed, seeded 10% of the training split labelled. Each step takes an unlabelled
 batch (the engine's resumable batches over the other 90%) and a labelled batch of the same size
@@ -16,6 +16,12 @@ Usage::
 
     simplexity run ssvae --budget smoke --set method=sparsemax
     simplexity run ssvae --budget paper --set method=ev_softmax --set seed=S
+
+References:
+    Chen, Tsang, Itkina and Kochenderfer, *Evidential Softmax for Sparse Multimodal Distributions
+    in Deep Generative Models*, NeurIPS 2021.
+    Kingma, Rezende, Mohamed and Welling, *Semi-Supervised Learning with Deep Generative Models*,
+    NeurIPS 2014.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-r"""``vae``: the discrete-latent VAE of the IGR paper (REFERENCE §2.3).
+r"""``vae``: the discrete-latent VAE of the IGR paper (Potapczynski et al. 2020).
 
 N = 20 categorical variables × K = 10 categories, one relaxation from the registry, linear or
 nonlinear networks, Bernoulli (or Gaussian) decoder; trained on the relaxed ELBO, evaluated with
@@ -9,6 +9,10 @@ Usage::
     simplexity run vae --budget smoke
     simplexity run vae --budget paper --set relaxation=igr_i --set net=nonlinear
     simplexity run vae --set dataset=fashion_mnist --set relaxation=gumbel_softmax --set seed=1
+
+References:
+    Potapczynski, Loaiza-Ganem and Cunningham, *Invertible Gaussian Reparameterization:
+    Revisiting the Gumbel-Softmax*, NeurIPS 2020.
 """
 
 from __future__ import annotations

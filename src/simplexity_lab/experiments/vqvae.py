@@ -1,4 +1,4 @@
-r"""``vqvae``: a VQ-VAE and a class-conditional PixelCNN prior over its codes (REFERENCE §1.5).
+r"""``vqvae``: a VQ-VAE and a class-conditional PixelCNN prior over its codes (ev-softmax paper).
 
 When the task is built (seeded, deterministic, so a resumed run rebuilds the same ones) it trains
 a :class:`~simplexity_lab.models.vqvae.VQVAE` (7×7 codes, K = ``num_codes``) and a CNN classifier on
@@ -14,6 +14,11 @@ Usage::
 
     simplexity run vqvae --budget smoke --set normalizer=ev_softmax
     simplexity run vqvae --budget paper --set dataset=fashion_mnist --set normalizer=N --set seed=S
+
+References:
+    Chen, Tsang, Itkina and Kochenderfer, *Evidential Softmax for Sparse Multimodal Distributions
+    in Deep Generative Models*, NeurIPS 2021. van den Oord, Vinyals and Kavukcuoglu, *Neural
+    Discrete Representation Learning*, NeurIPS 2017.
 """
 
 from __future__ import annotations

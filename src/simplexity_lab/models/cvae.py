@@ -1,4 +1,4 @@
-r"""The conditional VAE of the ev-softmax paper (REFERENCE §1.5): a multimodal prior over latent
+r"""The conditional VAE of the ev-softmax paper (Chen et al. 2021): a multimodal prior over latent
 classes given a query ``y`` (e.g. even / odd), normalized by any registered normalizer.
 
 Networks (the paper's): posterior :math:`q(z \mid x, y)` = MLP ``[D + C → 256 → L]``, prior
@@ -145,7 +145,7 @@ def digit_prior_distances(marginal: Tensor, target: Tensor) -> dict[str, Tensor]
         ``w1``: the 1-D Wasserstein distance with the digits 0–9 as support and the probabilities
         as weights, :math:`\sum_k |F_p(k) - F_t(k)|`;
         ``paper_w1``: the reference code's metric, ``scipy.stats.wasserstein_distance(p, t)``,
-        which treats the probabilities as *sample values* (permutation invariant; REFERENCE §1.5) —
+        which treats the probabilities as *sample values* (permutation invariant) —
         reported for comparison only.
 
     Example:

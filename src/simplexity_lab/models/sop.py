@@ -1,4 +1,4 @@
-r"""Structured output prediction with layers of relaxed binary units (IGR paper, REFERENCE §2.3).
+r"""Structured output prediction with layers of relaxed binary units (the IGR paper's experiment).
 
 Predict the lower half of a binarized image from its upper half through stochastic layers of
 binary units in :math:`\{-1, 1\}`:

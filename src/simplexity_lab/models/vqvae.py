@@ -8,7 +8,7 @@ the straight-through gradient, the codebook loss and the commitment loss (β = 0
     \mathcal L = -\log p(x \mid e_{k(x)}) + \|\mathrm{sg}[z_e] - e\|^2 + \beta \|z_e - \mathrm{sg}[e]\|^2.
 
 The grid and codebook are scaled down from the ev-softmax paper's 16×16 grid and K = 512 on
-64×64 tinyImageNet in proportion to MNIST's size (REFERENCE §1.5).
+64×64 tinyImageNet in proportion to MNIST's size (Chen et al., NeurIPS 2021).
 
 References:
     van den Oord, Vinyals and Kavukcuoglu, *Neural Discrete Representation Learning*, NeurIPS 2017.
