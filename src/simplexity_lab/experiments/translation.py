@@ -1,4 +1,4 @@
-r"""``translation``: Multi30k German→English with a sparse-attention Transformer (REFERENCE §1.5).
+r"""``translation``: Multi30k German→English with a sparse-attention Transformer (Chen et al. 2021).
 
 A small pre-LN Transformer (:class:`~simplexity_lab.models.transformer.Seq2SeqTransformer`) trained
 from scratch with one normalizer in every self- and cross-attention and in the output layer:
