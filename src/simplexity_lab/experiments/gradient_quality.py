@@ -229,17 +229,20 @@ class _Objective:
         self.f = f
         self.table = table
 
-    def exact(self, probs: Tensor, configurations: Tensor) -> Tensor:
-        r""":math:`\sum_h \prod_n \pi_n(h_n) f(h)` per data point, for probs ``(B, N, K)``."""
-        log_q = torch.einsum("bnk,cnk->bc", probs.clamp_min(1e-30).log(), configurations)
+    def exact(self, log_probs: Tensor, configurations: Tensor) -> Tensor:
+        r""":math:`\sum_h \prod_n \pi_n(h_n) f(h)` per data point, for :math:`\log\pi` ``(B, N, K)``."""
+        log_q = torch.einsum("bnk,cnk->bc", log_probs, configurations)
         return (log_q.exp() * self.table(configurations).T).sum(-1)
 
 
-def _uniform_kl(probs: Tensor) -> Tensor:
-    """KL(π || uniform) summed over the variables, ``(B,)``."""
-    k = probs.shape[-1]
-    terms = torch.where(probs > 0, probs * (probs * k).log(), torch.zeros_like(probs))
-    return terms.sum((-1, -2))
+def _uniform_kl(log_probs: Tensor) -> Tensor:
+    r"""KL(π || uniform) summed over the variables, ``(B,)``, from finite :math:`\log\pi`.
+
+    From log-probabilities so that a probability that underflows to 0 has a finite gradient
+    (``p log p`` written with ``p`` would give ``0 * inf``).
+    """
+    k = log_probs.shape[-1]
+    return (log_probs.exp() * (log_probs + math.log(k))).sum((-1, -2))
 
 
 # --------------------------------------------------------------------------------------- methods
@@ -306,13 +309,13 @@ def _igr_raw(probs: Tensor, min_scale: float = 1e-4, iterations: int = 200) -> t
     return raw, tv
 
 
-def _discrete_probs(method: _Method, raw: Tensor, k: int) -> Tensor:
-    """The discrete distribution π the method's raw parameters define (differentiable)."""
+def _discrete_log_probs(method: _Method, raw: Tensor, k: int) -> Tensor:
+    r""":math:`\log\pi` of the discrete distribution the method's raw parameters define."""
     if method.name == "igr_i":
         loc, pre = raw.split(k - 1, dim=-1)
         probs = igr_zero_temperature_probs(loc, F.softplus(pre) + 1e-4, num_nodes=128)
-        return probs.to(raw.dtype)
-    return torch.softmax(raw / method.forward_temperature, -1)
+        return probs.clamp_min(torch.finfo(probs.dtype).tiny).log().to(raw.dtype)
+    return torch.log_softmax(raw / method.forward_temperature, -1)
 
 
 # ------------------------------------------------------------------------------------------ task
@@ -384,9 +387,9 @@ class GradientQualityTask(Task):
 
     def exact_elbo(self, x: Tensor | None) -> Tensor:
         """The exact discrete ELBO per data point (the toy: E[f])."""
-        probs = torch.softmax(self._raw(x), -1)
-        value = self._objective(x).exact(probs, self.configurations)
-        return value if self.config.model == "toy" else value - _uniform_kl(probs)
+        log_probs = torch.log_softmax(self._raw(x), -1)
+        value = self._objective(x).exact(log_probs, self.configurations)
+        return value if self.config.model == "toy" else value - _uniform_kl(log_probs)
 
     # ---------------------------------------------------------------------------- training
 
@@ -424,7 +427,7 @@ class GradientQualityTask(Task):
                     f = objective.f(d)  # (S, m, B)
                 log_q = q.log_prob(d).sum(-1)
                 rec = score_function_surrogate(f, log_q, _SCORE_FUNCTION[method.name])
-                kl = _uniform_kl(q.probs)
+                kl = _uniform_kl(q.logits)  # normalized: log-probabilities
             else:
                 t = torch.tensor(tau, dtype=raw.dtype)
                 q = relax(raw, t)
@@ -444,12 +447,12 @@ class GradientQualityTask(Task):
 
     def _exact(self, method: _Method, raw: Tensor, objective: _Objective) -> tuple[Tensor, Tensor]:
         raw = raw.detach().clone().requires_grad_()
-        probs = _discrete_probs(method, raw, self.config.num_categories)
-        rec = objective.exact(probs, self.configurations).sum()
+        log_probs = _discrete_log_probs(method, raw, self.config.num_categories)
+        rec = objective.exact(log_probs, self.configurations).sum()
         (g_rec,) = torch.autograd.grad(rec, raw, retain_graph=True)
         if self.config.model == "toy":
             return g_rec.flatten(), g_rec.flatten()
-        (g_elbo,) = torch.autograd.grad(rec - _uniform_kl(probs).sum(), raw)
+        (g_elbo,) = torch.autograd.grad(rec - _uniform_kl(log_probs).sum(), raw)
         return g_rec.flatten(), g_elbo.flatten()
 
     def measure(self, stage: str) -> list[dict[str, Any]]:
