@@ -197,3 +197,56 @@ def test_evidential_argument_checks():
         evidence_weights(phi, weight[None])
     with pytest.raises(TypeError, match="feature_mean must be a floating-point tensor"):
         evidence_weights(phi, weight, bias, torch.zeros(2, dtype=torch.long))
+
+
+def test_support_with_zero_evidence_matches_dempster():
+    # w_1 = [0, 2, -1, -1], w_2 = [0, -1, 2, -1] (weight rows centred, features 1): class 0 gets no
+    # evidence and is the only class without negative evidence; class 3 has no positive evidence
+    four = torch.tensor([[0.0, 0.0], [2.0, -1.0], [-1.0, 2.0], [-1.0, -1.0]], dtype=torch.float64)
+    # and a single feature with a logit exactly at the mean: w = [1, 0, -1]
+    single = torch.tensor([[1.0], [0.0], [-1.0]], dtype=torch.float64)
+    for weight, phi in ((four, torch.ones(1, 2)), (single, torch.ones(1, 1))):
+        phi = phi.double()
+        w = evidence_weights(phi, weight)[0]
+        singles = torch.tensor(dempster_singletons(w)[0], dtype=torch.float64)
+        keep = evidential_support(phi, weight)[0]
+        assert (keep == (singles > 0)).all()
+        torch.testing.assert_close(singleton_log_masses(phi, weight)[0].exp(), singles)
+        logits = (phi @ weight.T)[0]
+        want = torch.softmax(logits.masked_fill(~keep, -math.inf), -1)
+        torch.testing.assert_close(posthoc_evidential(phi, weight)[0], want)
+    assert evidential_support(torch.ones(1, 2).double(), four).tolist() == [
+        [True, True, True, False]
+    ]
+    assert evidential_support(torch.ones(1, 1).double(), single).tolist() == [[True, False, False]]
+
+
+def test_a_vacuous_row_keeps_every_class_beside_informative_rows():
+    weight = torch.tensor([[1.0, -0.5], [0.0, 0.5], [-1.0, 0.0]], dtype=torch.float64)
+    phi = torch.tensor([[0.0, 0.0], [1.0, 2.0], [-2.0, 0.5]], dtype=torch.float64)
+    keep = evidential_support(phi, weight)
+    assert keep[0].all()  # no evidence at all: every class
+    for i in (1, 2):
+        w = evidence_weights(phi[i], weight)
+        assert (keep[i] == (torch.tensor(dempster_singletons(w)[0]) > 0)).all()
+    assert not keep[1:].all()
+    p = posthoc_evidential(phi, weight)
+    torch.testing.assert_close(p[0], torch.full((3,), 1 / 3, dtype=torch.float64))
+
+
+def test_evidential_names_the_bad_argument():
+    phi, weight, bias, _ = evidential_fixture()
+    for name, args in (
+        ("features", (phi.long(), weight)),
+        ("weight", (phi, weight.long())),
+        ("bias", (phi, weight, bias.long())),
+        ("feature_mean", (phi, weight, bias, torch.zeros(2, dtype=torch.long))),
+    ):
+        message = f"{name} must be a floating-point tensor"
+        for fn in (evidence_weights, evidential_support, singleton_log_masses, posthoc_evidential):
+            with pytest.raises(TypeError, match=message):
+                fn(*args)
+    with pytest.raises(ValueError, match=r"feature_mean must have shape \(2,\), got \(3,\)"):
+        evidence_weights(phi, weight, bias, torch.zeros(3, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"bias must have shape \(3,\), got \(2,\)"):
+        posthoc_evidential(phi, weight, bias[:2])
