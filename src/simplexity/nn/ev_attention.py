@@ -56,7 +56,7 @@ from simplexity._checks import check_floating, check_int, check_nonnegative, che
 __all__ = ["BLOCK_ELEMENTS", "ev_softmax_attention"]
 
 BLOCK_ELEMENTS = 1 << 20
-"""Scores per block (over all batch entries) when ``block_size`` is None: 4 MiB in float32."""
+"""Scores per block when ``block_size`` is None (4 MiB in float32): batch entries are grouped up to it."""
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -84,7 +84,7 @@ class _Plan:
     eps: float
     causal: bool
     general: bool
-    block: int
+    rows: int
     q_aug: Tensor
     k_aug: Tensor
     key_add: Tensor | None
@@ -94,13 +94,23 @@ class _Plan:
     dropout_p: float
     seed: int
 
-    def blocks(self) -> list[tuple[int, int, int]]:
-        """(start, end, key_end) of each query block; causal blocks stop at their last query's key."""
+    def blocks(self) -> list[tuple[slice, int, int, int]]:
+        """(heads, start, end, key_end) of each block of batch entries and queries.
+
+        About :data:`BLOCK_ELEMENTS` scores per block: a few hundred queries of one batch entry for
+        long keys (the block stays in cache between the product, the softmax and the next product),
+        several batch entries at once for short ones. Causal blocks stop at their last query's key.
+        """
+        n = math.prod(self.batch)
+        width = max(self.key_len, 1)
+        group = n if self.general else max(1, min(n, BLOCK_ELEMENTS // (self.rows * width)))
         out = []
-        for start in range(0, self.query_len, self.block):
-            end = min(start + self.block, self.query_len)
-            key_end = min(end, self.key_len) if self.causal else self.key_len
-            out.append((start, end, key_end))
+        for first in range(0, n, group):
+            heads = slice(first, min(first + group, n))
+            for start in range(0, self.query_len, self.rows):
+                end = min(start + self.rows, self.query_len)
+                key_end = min(end, self.key_len) if self.causal else self.key_len
+                out.append((heads, start, end, key_end))
         return out
 
 
@@ -130,7 +140,7 @@ def _plan(
     causal: bool,
     scale: float,
     eps: float,
-    block: int,
+    rows: int,
     dropout_p: float,
     seed: int,
     key_mean: Tensor | None,
@@ -148,7 +158,7 @@ def _plan(
         scale=scale,
         eps=eps,
         causal=causal,
-        block=block,
+        rows=rows,
         dropout_p=dropout_p,
         seed=seed,
     )
@@ -218,38 +228,35 @@ def _causal_invalid(start: int, end: int, key_end: int, device: torch.device) ->
     return torch.arange(key_end, device=device) > rows
 
 
-def _centred_scores(
-    plan: _Plan, start: int, end: int, key_end: int
-) -> tuple[Tensor, Tensor | None]:
-    """The block's ``s - t`` (N, B, key_end) with ``-inf`` at invalid keys, and its empty rows (N, B)."""
-    scores = torch.bmm(plan.q_aug[:, start:end], plan.k_aug[:, :key_end].transpose(1, 2))
-    rows = end - start
+Block = tuple[slice, int, int, int]
+
+
+def _centred_scores(plan: _Plan, block: Block) -> tuple[Tensor, Tensor | None]:
+    """The block's ``s - t`` (n, B, key_end) with ``-inf`` at invalid keys, and its empty rows (n, B)."""
+    heads, start, end, key_end = block
+    # a batch-strided first operand sends bmm down a path twice as slow: copy the block's rows
+    queries = plan.q_aug[heads, start:end].contiguous()
+    scores = torch.bmm(queries, plan.k_aug[heads, :key_end].transpose(1, 2))
     if not plan.general:
         if plan.key_add is not None:
-            scores.add_(plan.key_add[:, :, :key_end])
+            scores.add_(plan.key_add[heads, :, :key_end])
         if plan.causal and start + 1 < key_end:
             # only the keys from the block's first query on can lie in a query's future
             tail = scores[:, :, start + 1 :]
-            tail.masked_fill_(
-                _causal_invalid(start, end, key_end, scores.device)[:, start + 1 :], -math.inf
-            )
-        empty = None if plan.empty is None else plan.empty[:, start:end]
+            future = _causal_invalid(start, end, key_end, scores.device)[:, start + 1 :]
+            tail.masked_fill_(future, -math.inf)
+        empty = None if plan.empty is None else plan.empty[heads, start:end]
         return scores, empty
-    # a per-query mask: the threshold is the masked mean of this block's scores, capped at their max
-    view = scores.view(*plan.batch, rows, key_end)
+    # a per-query mask (all batch entries in one block): the threshold is the masked mean of the
+    # block's scores, capped at their max
+    view = scores.view(*plan.batch, end - start, key_end)
     valid = None
     if plan.mask is not None:
-        valid = (
-            plan.mask[..., start:end, :key_end]
-            if plan.mask.shape[-2] != 1
-            else plan.mask[..., :key_end]
-        )
+        rows = slice(start, end) if plan.mask.shape[-2] != 1 else slice(None)
+        valid = plan.mask[..., rows, :key_end]
     if plan.bias is not None:
-        bias = (
-            plan.bias[..., start:end, :key_end]
-            if plan.bias.shape[-2] != 1
-            else plan.bias[..., :key_end]
-        )
+        rows = slice(start, end) if plan.bias.shape[-2] != 1 else slice(None)
+        bias = plan.bias[..., rows, :key_end]
         view.add_(bias)
         finite = bias != -math.inf
         valid = finite if valid is None else valid & finite
@@ -258,11 +265,12 @@ def _centred_scores(
         valid = allowed if valid is None else valid & allowed
     if valid is not None:
         view.masked_fill_(~valid, -math.inf)
-    valid_full = (
-        torch.ones_like(view, dtype=torch.bool) if valid is None else valid.expand_as(view)
-    ).reshape(scores.shape)
-    count = valid_full.sum(-1, keepdim=True)
-    total = torch.where(valid_full, scores, 0.0).sum(-1, keepdim=True)
+        valid = valid.expand_as(view).reshape(scores.shape)
+        count = valid.sum(-1, keepdim=True)
+        total = torch.where(valid, scores, 0.0).sum(-1, keepdim=True)
+    else:
+        count = torch.full_like(scores[..., :1], key_end)
+        total = scores.sum(-1, keepdim=True)
     largest = scores.amax(-1, keepdim=True)
     threshold = torch.minimum(total / count.clamp_min(1), largest)
     empty = count == 0
@@ -271,10 +279,12 @@ def _centred_scores(
 
 
 def _normalize_(scores: Tensor, eps: float, empty: Tensor | None, *, cap: bool) -> Tensor:
-    """ev-softmax of centred scores (threshold 0) in place; ``cap`` moves the threshold down to a row's
-    max where rounding put every score below it."""
+    """ev-softmax of centred scores (threshold 0) in place.
+
+    ``cap`` moves the threshold down to a row's max where rounding put every score below it.
+    """
     tiny = torch.finfo(scores.dtype).tiny
-    if cap or eps != 0.0:
+    if cap:
         largest = scores.amax(-1, keepdim=True)
         low = (largest < 0) & (largest > -math.inf)
         if bool(low.any()):
@@ -284,27 +294,30 @@ def _normalize_(scores: Tensor, eps: float, empty: Tensor | None, *, cap: bool) 
         F.threshold(scores, -tiny, -math.inf, inplace=True)
     else:
         scores.add_(scores <= -tiny, alpha=_off_support(eps))
-    probs = torch.softmax(scores, -1) if not scores.is_contiguous() else _softmax_into(scores)
+    probs = _softmax_into(scores)
     if empty is not None:
         probs.masked_fill_(empty.unsqueeze(-1), 0.0)
     return probs
 
 
 def _softmax_into(scores: Tensor) -> Tensor:
-    """Softmax along the last dim into ``scores``' own buffer (one allocation fewer per block)."""
+    """Softmax along the last dim into ``scores``' own (contiguous) buffer: one block fewer."""
     return torch.ops.aten._softmax.out(scores, -1, False, out=scores)
 
 
-def _block_probs(plan: _Plan, start: int, end: int, key_end: int) -> Tensor:
-    """The block's ev-softmax weights (N, B, key_end), recomputed identically in the backward."""
-    scores, empty = _centred_scores(plan, start, end, key_end)
-    if plan.general or plan.eps != 0.0:
+def _block_probs(plan: _Plan, block: Block) -> Tensor:
+    """The block's ev-softmax weights (n, B, key_end), recomputed identically in the backward."""
+    scores, empty = _centred_scores(plan, block)
+    if plan.general:  # the threshold is capped already
         return _normalize_(scores, plan.eps, empty, cap=False)
+    if plan.eps != 0.0:
+        # with eps > 0 no row empties, so a support emptied by rounding must be looked for
+        return _normalize_(scores, plan.eps, empty, cap=True)
     probs = _normalize_(scores, 0.0, empty, cap=False)
     # an all -inf row gives NaN: a query without valid keys (zeroed above) or one whose scores all
     # rounded below the threshold; redo the block with the threshold capped at the max
-    if key_end and bool(probs[:, :, 0].isnan().any()):
-        scores, empty = _centred_scores(plan, start, end, key_end)
+    if bool(probs[:, :, 0].isnan().any()):
+        scores, empty = _centred_scores(plan, block)
         probs = _normalize_(scores, 0.0, empty, cap=True)
     return probs
 
@@ -326,13 +339,15 @@ class _EvSoftmaxAttention(torch.autograd.Function):
     ) -> Tensor:
         plan = _plan(q, k, options["mask"], bias, **options["plan"])
         out = torch.zeros(q.shape[0], q.shape[1], v.shape[-1], dtype=q.dtype, device=q.device)
-        for index, (start, end, key_end) in enumerate(plan.blocks()):
+        for index, block in enumerate(plan.blocks()):
+            heads, start, end, key_end = block
             if key_end == 0:
                 continue
-            probs = _block_probs(plan, start, end, key_end)
+            probs = _block_probs(plan, block)
             if plan.dropout_p > 0:
                 probs.mul_(_dropout_mask(plan, probs, index))
-            torch.bmm(probs, v[:, :key_end], out=out[:, start:end])
+            # bmm into a strided slice takes a slow path: a small block, then a copy
+            out[heads, start:end] = torch.bmm(probs, v[heads, :key_end])
         ctx.plan = plan
         ctx.save_for_backward(q, k, v, bias, out)
         return out
@@ -346,43 +361,54 @@ class _EvSoftmaxAttention(torch.autograd.Function):
         dq = torch.zeros_like(q) if need_q else None
         dk = torch.zeros_like(k) if need_k else None
         dv = torch.zeros_like(v) if need_v else None
-        dbias = torch.zeros_like(bias) if need_bias and bias is not None else None
+        dbias = None
+        if need_bias and bias is not None:
+            # per-query bias: its own shape (one block holds every batch entry); key-only: (N, 1, Lk)
+            dbias = (
+                torch.zeros_like(bias) if plan.general else k.new_zeros(k.shape[0], 1, k.shape[1])
+            )
         # sum_j p_ij dP_ij = dO_i . O_i (dropout included): the softmax Jacobian's row term
         row_dot = (grad * out).sum(-1, keepdim=True)
         k_scaled = k * plan.scale
-        for index, (start, end, key_end) in enumerate(plan.blocks()):
+        for index, block in enumerate(plan.blocks()):
+            heads, start, end, key_end = block
             if key_end == 0:
                 continue
-            probs = _block_probs(plan, start, end, key_end)
-            g = grad[:, start:end]
+            probs = _block_probs(plan, block)
+            g = grad[heads, start:end].contiguous()
             keep = _dropout_mask(plan, probs, index) if plan.dropout_p > 0 else None
             if dv is not None:
                 dropped = probs if keep is None else probs * keep
-                dv[:, :key_end].baddbmm_(dropped.transpose(1, 2), g)
+                dv[heads, :key_end].baddbmm_(dropped.transpose(1, 2), g)
             if dq is None and dk is None and dbias is None:
                 continue
-            dscores = torch.bmm(g, v[:, :key_end].transpose(1, 2))
+            dscores = torch.bmm(g, v[heads, :key_end].transpose(1, 2))
             if keep is not None:
                 dscores.mul_(keep)
-            dscores.sub_(row_dot[:, start:end]).mul_(probs)  # p * (dP - <p, dP>), 0 off the support
+            # p * (dP - <p, dP>): 0 off the support; the threshold carries no gradient
+            dscores.sub_(row_dot[heads, start:end]).mul_(probs)
             if dq is not None:
-                torch.bmm(dscores, k_scaled[:, :key_end], out=dq[:, start:end])
+                dq[heads, start:end] = torch.bmm(dscores, k_scaled[heads, :key_end])
             if dk is not None:
-                dk[:, :key_end].baddbmm_(dscores.transpose(1, 2), q[:, start:end], alpha=plan.scale)
-            if dbias is not None:
-                _accumulate_bias_grad(dbias, dscores, plan, start, end, key_end)
+                dk[heads, :key_end].baddbmm_(
+                    dscores.transpose(1, 2), q[heads, start:end], alpha=plan.scale
+                )
+            if dbias is not None and plan.general:
+                _accumulate_bias_grad(dbias, dscores, plan, block)
+            elif dbias is not None:
+                dbias[heads, :, :key_end] += dscores.sum(1, keepdim=True)
+        if dbias is not None and not plan.general:
+            dbias = dbias.view(*plan.batch, 1, plan.key_len).sum_to_size(bias.shape)
         return dq, dk, dv, dbias, None
 
 
-def _accumulate_bias_grad(
-    dbias: Tensor, dscores: Tensor, plan: _Plan, start: int, end: int, key_end: int
-) -> None:
-    """Add the block's score gradient, summed over the dimensions ``bias`` broadcasts along."""
+def _accumulate_bias_grad(dbias: Tensor, dscores: Tensor, plan: _Plan, block: Block) -> None:
+    """Add the block's score gradient, summed over the dimensions a per-query ``bias`` broadcasts."""
+    _, start, end, key_end = block
     rows = slice(None) if dbias.shape[-2] == 1 else slice(start, end)
     cols = slice(None) if dbias.shape[-1] == 1 else slice(0, key_end)
     target = dbias[..., rows, cols]
-    block = dscores.view(*plan.batch, end - start, key_end)
-    target.add_(block.sum_to_size(target.shape))
+    target.add_(dscores.view(*plan.batch, end - start, key_end).sum_to_size(target.shape))
 
 
 def _check_mask(
@@ -533,16 +559,20 @@ def ev_softmax_attention(
                 f"key_mean must broadcast to (..., 1, E) = {(*batch, 1, query.shape[-1])}, got "
                 f"{tuple(key_mean.shape)}"
             ) from None
-    if block_size is None:
-        rows = BLOCK_ELEMENTS // max(1, math.prod(batch) * max(key_len, 1))
-        block_size = max(16, min(rows, 1024))
-    else:
-        block_size = check_int("block_size", block_size, min=1)
-
     out_batch = batch
     if len(batch) == 0:
         batch = torch.Size([1])
     n = math.prod(batch)
+    if block_size is None:
+        # 64..256 queries: large enough for an efficient product, small enough for the cache; a
+        # per-query mask is read for every batch entry at once, so its blocks hold fewer queries
+        width = max(key_len, 1)
+        if per_query:
+            block_size = max(16, min(256, BLOCK_ELEMENTS // (n * width)))
+        else:
+            block_size = max(64, min(256, BLOCK_ELEMENTS // width))
+    else:
+        block_size = check_int("block_size", block_size, min=1)
     compute = torch.float32 if in_dtype in _LOW_PRECISION else in_dtype
 
     def flat(t: Tensor) -> Tensor:
@@ -569,7 +599,7 @@ def ev_softmax_attention(
             causal=is_causal,
             scale=float(scale),
             eps=eps,
-            block=block_size,
+            rows=block_size,
             dropout_p=float(dropout_p),
             seed=seed,
             key_mean=flat_mean,
