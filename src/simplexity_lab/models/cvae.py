@@ -75,6 +75,11 @@ class ConditionalVAE(nn.Module):
         if not kl_smoothing >= 0:
             raise ValueError(f"kl_smoothing must be >= 0, got {kl_smoothing}")
         self.normalizer = normalizers.get(normalizer, **(normalizer_options or {}))
+        if self.normalizer.posthoc_evidential:
+            raise ValueError(
+                f"normalizer {normalizer!r} filters a linear layer by its weights; the CVAE "
+                "normalizes bare logits (use NormalizedOutput for the post-hoc evidential filter)"
+            )
         self.num_conditions = num_conditions
         self.num_latent = num_latent
         self.kl_smoothing = float(kl_smoothing)

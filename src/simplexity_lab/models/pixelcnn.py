@@ -101,6 +101,11 @@ class GatedPixelCNN(nn.Module):
             raise ValueError(f"layers must be >= 1, got {layers}")
         self.num_codes = num_codes
         self.normalizer = normalizers.get(normalizer)
+        if self.normalizer.posthoc_evidential:
+            raise ValueError(
+                f"normalizer {normalizer!r} filters a linear layer by its weights; the PixelCNN "
+                "normalizes bare logits (use NormalizedOutput for the post-hoc evidential filter)"
+            )
         self.embed = nn.Embedding(num_codes, hidden)
         self.layers = nn.ModuleList(
             [_GatedLayer(hidden, kernel, num_classes, first=i == 0) for i in range(layers)]

@@ -55,8 +55,12 @@ MONTE_CARLO = ("gumbel", "st_gumbel")
 
 
 def methods() -> list[str]:
-    """Every accepted ``method``: the registered normalizers and the Monte Carlo baselines."""
-    return [*normalizers.names(), *MONTE_CARLO]
+    """Every accepted ``method``: the normalizers of bare logits and the Monte Carlo baselines.
+
+    The post-hoc evidential normalizer is left out: it filters a linear layer by its weights.
+    """
+    bare = [name for name in normalizers.names() if not normalizers.get(name).posthoc_evidential]
+    return [*bare, *MONTE_CARLO]
 
 
 class SemiSupervisedVAE(nn.Module):
