@@ -23,19 +23,10 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from simplexity._registry import Registry
-from simplexity_lab.data import toy2d
+from simplexity_lab.data import loaders, toy2d
 from simplexity_lab.data.binarized import DynamicallyBinarized
 from simplexity_lab.data.download import RESOURCES
-from simplexity_lab.data.loaders import (
-    TOY_PREFIX,
-    load_binarized_mnist,
-    load_digits,
-    load_dynamic_mnist,
-    load_fashion_mnist,
-    load_mnist,
-    load_omniglot,
-    load_toy2d,
-)
+from simplexity_lab.data.loaders import TOY_PREFIX
 from simplexity_lab.data.split import Split
 
 __all__ = ["DATASETS", "DatasetInfo", "get", "info", "names", "register"]
@@ -91,30 +82,30 @@ def register(
     return decorate
 
 
-register("mnist", description="MNIST, grey levels in [0, 1]", files="mnist")(load_mnist)
+register("mnist", description="MNIST, grey levels in [0, 1]", files="mnist")(loaders.load_mnist)
 register("fashion_mnist", description="Fashion-MNIST, grey levels", files="fashion_mnist")(
-    load_fashion_mnist
+    loaders.load_fashion_mnist
 )
 register(
     "binarized_mnist",
     description="statically binarized MNIST (Larochelle & Murray), unlabelled",
     files="binarized_mnist",
-)(load_binarized_mnist)
+)(loaders.load_binarized_mnist)
 register("dynamic_mnist", description="MNIST resampled as Bernoulli on each access", files="mnist")(
-    load_dynamic_mnist
+    loaders.load_dynamic_mnist
 )
 register(
     "omniglot",
     description="Omniglot-28: background = train/valid, evaluation = test, area-averaged",
     files="omniglot",
-)(load_omniglot)
-register("digits", description="scikit-learn 8×8 digits (needs scikit-learn)")(load_digits)
+)(loaders.load_omniglot)
+register("digits", description="scikit-learn 8×8 digits (needs scikit-learn)")(loaders.load_digits)
 for _toy in toy2d.NAMES:
     DATASETS.add(
         f"{TOY_PREFIX}{_toy}",
         DatasetInfo(
             f"{TOY_PREFIX}{_toy}",
-            functools.partial(load_toy2d, _toy),
+            functools.partial(loaders.load_toy2d, _toy),
             f"2-D toy density {_toy!r}",
             None,
             ("num", "seed"),

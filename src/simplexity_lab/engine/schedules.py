@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 from simplexity._checks import check_int
 
@@ -46,10 +47,6 @@ class Schedule:
         raise NotImplementedError
 
 
-def _fraction(step: int, steps: int) -> float:
-    return min(max(step, 0), steps) / steps
-
-
 @dataclass(frozen=True)
 class Constant(Schedule):
     """The same value at every step."""
@@ -64,61 +61,62 @@ class Constant(Schedule):
 
 
 @dataclass(frozen=True)
-class Linear(Schedule):
-    """Linear interpolation from ``start`` to ``end`` over ``steps`` steps, then ``end``."""
+class _Ramp(Schedule):
+    """From ``start`` to ``end`` over ``steps`` steps, then ``end``; ``kind`` names it in a spec."""
 
     start: float
     end: float
     steps: int
 
+    kind: ClassVar[str] = ""
+
     def __post_init__(self) -> None:
-        _check_steps(self.steps)
+        check_int("a schedule's steps", self.steps, min=1)
 
     def __call__(self, step: int) -> float:
-        return self.start + (self.end - self.start) * _fraction(step, self.steps)
+        return self.at(min(max(step, 0), self.steps) / self.steps)
+
+    def at(self, fraction: float) -> float:  # pragma: no cover - abstract
+        """The value at ``fraction`` of the way, in [0, 1]."""
+        raise NotImplementedError
 
     def spec(self) -> str:
-        return f"linear:{self.start!r}:{self.end!r}:{self.steps}"
+        return f"{self.kind}:{self.start!r}:{self.end!r}:{self.steps}"
 
 
 @dataclass(frozen=True)
-class Exponential(Schedule):
+class Linear(_Ramp):
+    """Linear interpolation from ``start`` to ``end`` over ``steps`` steps, then ``end``."""
+
+    kind: ClassVar[str] = "linear"
+
+    def at(self, fraction: float) -> float:
+        return self.start + (self.end - self.start) * fraction
+
+
+@dataclass(frozen=True)
+class Exponential(_Ramp):
     """Geometric interpolation from ``start`` to ``end`` (both > 0) over ``steps``, then ``end``."""
 
-    start: float
-    end: float
-    steps: int
+    kind: ClassVar[str] = "exp"
 
     def __post_init__(self) -> None:
-        _check_steps(self.steps)
+        super().__post_init__()
         if not (self.start > 0 and self.end > 0):
             raise ValueError(f"exp schedule needs start, end > 0, got {self.start}, {self.end}")
 
-    def __call__(self, step: int) -> float:
-        f = _fraction(step, self.steps)
-        return math.exp((1 - f) * math.log(self.start) + f * math.log(self.end))
-
-    def spec(self) -> str:
-        return f"exp:{self.start!r}:{self.end!r}:{self.steps}"
+    def at(self, fraction: float) -> float:
+        return math.exp((1 - fraction) * math.log(self.start) + fraction * math.log(self.end))
 
 
 @dataclass(frozen=True)
-class Cosine(Schedule):
+class Cosine(_Ramp):
     """Half-cosine from ``start`` to ``end`` over ``steps`` steps, then ``end``."""
 
-    start: float
-    end: float
-    steps: int
+    kind: ClassVar[str] = "cosine"
 
-    def __post_init__(self) -> None:
-        _check_steps(self.steps)
-
-    def __call__(self, step: int) -> float:
-        f = _fraction(step, self.steps)
-        return self.end + (self.start - self.end) * 0.5 * (1 + math.cos(math.pi * f))
-
-    def spec(self) -> str:
-        return f"cosine:{self.start!r}:{self.end!r}:{self.steps}"
+    def at(self, fraction: float) -> float:
+        return self.end + (self.start - self.end) * 0.5 * (1 + math.cos(math.pi * fraction))
 
 
 @dataclass(frozen=True)
@@ -145,10 +143,6 @@ class StepDecay(Schedule):
     def spec(self) -> str:
         """A description (no spec string of :func:`parse_schedule` names a step decay)."""
         return f"{self.start!r} decayed by {self.factor!r} every {self.every} steps"
-
-
-def _check_steps(steps: int) -> None:
-    check_int("a schedule's steps", steps, min=1)
 
 
 _KINDS = {"linear": Linear, "warmup": Linear, "exp": Exponential, "cosine": Cosine}

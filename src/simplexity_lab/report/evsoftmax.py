@@ -17,12 +17,11 @@ References:
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 from simplexity_lab.engine.table import collect, markdown_table, seed_mean
-from simplexity_lab.report.page import PAGES, Page, PageBuild
+from simplexity_lab.report.page import PAGES, Page, PageBuild, copy_plots
 
 __all__ = ["DIAGNOSTICS", "PAGE", "TABLES"]
 
@@ -95,15 +94,7 @@ def snapshot(record: dict[str, Any], run: Path, folder: Path) -> list[Path]:
     """Copy the seed-0 plots of a run being kept beside the page (``<run>-<plot>.png``)."""
     if record.get("config", {}).get("seed") != 0:
         return []
-    written = []
-    for name in SNAPSHOTS:
-        src = run / "plots" / name
-        if src.is_file() and src.stat().st_size < 300_000:
-            dst = folder / f"{run.name}-{name}"
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
-            written.append(dst)
-    return written
+    return copy_plots(run, folder, SNAPSHOTS, f"{run.name}-")
 
 
 PAGE = PAGES.add(

@@ -15,12 +15,11 @@ References:
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 from simplexity_lab.engine.table import collect, markdown_table
-from simplexity_lab.report.page import PAGES, Page, PageBuild
+from simplexity_lab.report.page import PAGES, Page, PageBuild, copy_plots
 
 __all__ = ["METRICS", "PAGE"]
 
@@ -48,14 +47,8 @@ def snapshot(record: dict[str, Any], run: Path, folder: Path) -> list[Path]:
     """Copy the seed-0 plots of a run being kept (``<experiment>-<run>-<plot>.png``)."""
     if record.get("config", {}).get("seed") != 0 or not (run / "plots").is_dir():
         return []
-    written = []
-    for src in sorted((run / "plots").glob("*.png")):
-        if src.stat().st_size < 300_000:
-            dst = folder / f"{record['experiment']}-{run.name}-{src.name}"
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
-            written.append(dst)
-    return written
+    names = sorted(p.name for p in (run / "plots").glob("*.png"))
+    return copy_plots(run, folder, names, f"{record['experiment']}-{run.name}-")
 
 
 PAGE = PAGES.add(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from simplexity._registry import Registry
 from simplexity_lab.engine.runs import read_json
 from simplexity_lab.engine.table import embed_table
 
-__all__ = ["KEPT_FILES", "PAGES", "Page", "PageBuild", "build_page", "keep_runs"]
+__all__ = ["KEPT_FILES", "PAGES", "Page", "PageBuild", "build_page", "copy_plots", "keep_runs"]
 
 KEPT_FILES: tuple[str, ...] = ("metrics.json", "config.json", "run.json", "history.jsonl")
 """The files of a finished run that a page keeps (no checkpoints, logs or plots)."""
@@ -107,6 +107,23 @@ class Page:
 
 PAGES: Registry[Page] = Registry("results page")
 """Every results page by name (filled by importing :mod:`simplexity_lab.report`)."""
+
+
+def copy_plots(
+    run: Path, folder: Path, names: Iterable[str], prefix: str, *, max_bytes: int = 300_000
+) -> list[Path]:
+    """Copy the plots ``names`` of ``run`` (those under ``max_bytes``) to ``folder/<prefix><name>``;
+    returns the files written (a snapshot: a run's plots are drawn from weights that are not kept).
+    """
+    written = []
+    for name in names:
+        src = run / "plots" / name
+        if src.is_file() and src.stat().st_size < max_bytes:
+            dst = folder / f"{prefix}{name}"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+            written.append(dst)
+    return written
 
 
 def _portable(part: str) -> str:
