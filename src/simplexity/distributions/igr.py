@@ -21,6 +21,7 @@ pair :meth:`IGRBase.rsample_log` / :meth:`IGRBase.log_prob_from_log`.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -355,6 +356,12 @@ def stick_breaking_truncation(
         >>> stick_breaking_truncation(torch.tensor([[0.5, 0.3, 0.15], [0.95, 0.03, 0.01]]), 0.9)
         Truncation(num_sticks=2, threshold_met=True, per_sample=tensor([3, 1]))
     """
+    check_floating("sticks", sticks)
+    if sticks.dim() < 1 or sticks.shape[-1] < 1:
+        raise ValueError(f"sticks must have shape (..., M) with M >= 1, got {tuple(sticks.shape)}")
+    for name, value in (("threshold", threshold), ("percentile", percentile)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     if not 0 <= percentile <= 100:

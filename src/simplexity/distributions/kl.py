@@ -132,6 +132,9 @@ def monte_carlo_kl(q: Distribution, p: Distribution, num_samples: int = 1) -> Te
         torch.Size([])
     """
     check_int("num_samples", num_samples, min=1)
+    for name, d in (("q", q), ("p", p)):
+        if not isinstance(d, Distribution):
+            raise TypeError(f"{name} must be a torch Distribution, got {type(d).__name__}")
     if q.event_shape != p.event_shape:
         raise ValueError(
             f"q and p must have the same event shape, got {tuple(q.event_shape)} and "

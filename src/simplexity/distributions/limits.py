@@ -58,7 +58,7 @@ def igr_zero_temperature_probs(loc: Tensor, scale: Tensor, num_nodes: int = 256)
     loc, scale = torch.broadcast_tensors(loc, scale)
     dtype = loc.dtype
     mu, sigma = loc.to(torch.float64), scale.to(torch.float64)
-    x, w = np.polynomial.legendre.leggauss(int(num_nodes))
+    x, w = np.polynomial.legendre.leggauss(check_int("num_nodes", num_nodes, min=1))
     x = torch.as_tensor(x, dtype=torch.float64, device=loc.device)
     w = torch.as_tensor(w, dtype=torch.float64, device=loc.device)
     lower = ndtr(-mu / sigma)  # u at t = 0, shape (..., K-1)

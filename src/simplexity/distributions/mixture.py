@@ -519,6 +519,10 @@ def kmeans_plusplus_init(
     """
     check_positive("min_scale", min_scale)
     check_int("iterations", iterations, min=0)
+    check_floating("data", data)
+    if data.dim() != 2:
+        raise ValueError(f"data must have shape (N, D), got {tuple(data.shape)}")
+    check_int("num_components", num_components, min=1, max=data.shape[0])
     centers = kmeans_plusplus(data, num_components, generator=generator)
     data = data.detach()
     for _ in range(iterations):

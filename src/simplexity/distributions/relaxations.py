@@ -193,6 +193,7 @@ class GumbelSoftmaxRelaxation(Relaxation):
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> GumbelSoftmax:
+        num_categories = check_int("num_categories", num_categories, min=2)
         dtype, device = _dtype_device(temperature, dtype, device)
         logits = torch.zeros(_shape(batch_shape, num_categories), dtype=dtype, device=device)
         return GumbelSoftmax(temperature, logits=logits, straight_through=self.straight_through)
@@ -263,6 +264,7 @@ class _IGRRelaxationBase(Relaxation):
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> IGRBase:
+        num_categories = check_int("num_categories", num_categories, min=2)
         dtype, device = _dtype_device(temperature, dtype, device)
         shape = _shape(batch_shape, num_categories - 1)
         loc = torch.full(shape, self._prior_loc(num_categories), dtype=dtype, device=device)
@@ -347,6 +349,7 @@ class _StraightThroughRelaxation(Relaxation):
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> OneHotCategorical:
+        num_categories = check_int("num_categories", num_categories, min=2)
         dtype, device = _dtype_device(temperature, dtype, device)
         logits = torch.zeros(_shape(batch_shape, num_categories), dtype=dtype, device=device)
         return OneHotCategorical(logits=logits)

@@ -74,11 +74,9 @@ class RADLayer(nn.Module):
         spread: float = 1.0,
     ) -> None:
         super().__init__()
-        if features not in (1, 2):
-            raise ValueError(f"features must be 1 or 2, got {features!r}")
-        check_int("num_pieces", num_pieces, min=2)
-        if dim not in range(features):
-            raise ValueError(f"dim must be in range({features}), got {dim!r}")
+        features = check_int("features", features, min=1, max=2)
+        num_pieces = check_int("num_pieces", num_pieces, min=2)
+        dim = check_int("dim", dim, min=0, max=features - 1)
         k = num_pieces
         self.features, self.num_pieces, self.dim = features, k, dim
         signs = torch.tensor([1.0 if i % 2 == 0 else -1.0 for i in range(k)])
@@ -267,6 +265,15 @@ class RAD(nn.Module):
 
     def __init__(self, base: nn.Module, layers: Sequence[RADLayer]) -> None:
         super().__init__()
+        if not isinstance(base, nn.Module):
+            raise TypeError(
+                f"base must be a module whose forward() returns a distribution, got "
+                f"{type(base).__name__}"
+            )
+        layers = list(layers)
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, RADLayer):
+                raise TypeError(f"layers[{i}] must be a RADLayer, got {type(layer).__name__}")
         self.base = base
         self.layers = nn.ModuleList(layers)
 
