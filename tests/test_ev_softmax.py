@@ -76,7 +76,7 @@ def test_agrees_with_reference_algorithm_without_padding():
 
 
 def test_padding_does_not_disable_sparsification():
-    """REFERENCE §1.3: the reference code averages over the fill value; we take the valid mean."""
+    """The authors' code (Chen et al. 2021) averages over the fill value; we take the valid mean."""
     x = torch.tensor([2.0, 1.0, 0.5, 0.1, -1.0])
     expected = torch.tensor([0.7311, 0.2689, 0.0, 0.0, 0.0])
     torch.testing.assert_close(ev_softmax(x), expected, atol=1e-4, rtol=0)
@@ -203,7 +203,7 @@ def test_log_gradient_on_the_support():
 
 
 def test_loss_gradient_limit_is_onehot_minus_ev_softmax():
-    """REFERENCE §1.2 (Eq. 12): grad of -log evsoftmax_eps(v)_y -> ev_softmax(v) - e_y, any y."""
+    """Chen et al. 2021, Eq. 12: grad of -log evsoftmax_eps(v)_y -> ev_softmax(v) - e_y, any y."""
     g = torch.Generator().manual_seed(6)
     v = torch.randn(1, 7, generator=g, dtype=torch.float64)
     for y in range(7):  # targets above and below the mean
