@@ -168,6 +168,8 @@ def test_a_config_saved_before_a_key_existed_resumes_and_tabulates_with_its_defa
     with pytest.raises(ValueError, match="differs in size"):  # no defaults given: strict
         run.prepare({"n": 2, "size": None}, resume=True)
     # tables: an old record without a newer key (translation's output_normalizer) groups with new ones
+    import simplexity_lab.experiments  # noqa: F401  (registers translation in the engine's registry)
+
     old = {"experiment": "translation", "config": {"seed": 0, "normalizer": "softmax"},
            "metrics": {"test/bleu": 1.0}}  # fmt: skip
     new = {"experiment": "translation", "metrics": {"test/bleu": 3.0},
