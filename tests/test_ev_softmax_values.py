@@ -461,3 +461,16 @@ def test_inplace_threshold_keeps_the_input_and_its_graph():
     ev_module = importlib.import_module("simplexity.normalizers.ev_softmax")
     assert ev_module._off_support_offset(0.0) == -math.inf
     assert ev_module._off_support_offset(0.25) == pytest.approx(math.log(0.25 / 1.25))
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.3])
+def test_one_category_has_probability_one_and_none_an_empty_result(eps):
+    x = torch.tensor([[2.5], [-1.0]])
+    for mask in (None, torch.ones_like(x, dtype=torch.bool)):
+        torch.testing.assert_close(ev_softmax(x, mask=mask, eps=eps), torch.ones(2, 1))
+        torch.testing.assert_close(log_ev_softmax(x, mask=mask, eps=eps), torch.zeros(2, 1))
+    torch.testing.assert_close(ev_softmax(x.T, 0, eps=eps), torch.ones(1, 2))
+    torch.testing.assert_close(log_ev_softmax(x.T, 0, eps=eps), torch.zeros(1, 2))
+    empty = torch.zeros(3, 0)
+    assert ev_softmax(empty, eps=eps).shape == (3, 0)
+    assert log_ev_softmax(empty, eps=eps).shape == (3, 0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+import entmax
 import pytest
 import torch
 
@@ -250,3 +251,27 @@ def test_evidential_names_the_bad_argument():
         evidence_weights(phi, weight, bias, torch.zeros(3, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"bias must have shape \(3,\), got \(2,\)"):
         posthoc_evidential(phi, weight, bias[:2])
+
+
+def test_entmax_bisect_loss_passes_alpha_and_n_iter():
+    each = torch.tensor([sparsemax_loss_definition(r, y) for r, y in zip(X.tolist(), Y)])
+    torch.testing.assert_close(
+        baselines.entmax_bisect_loss(X, Y, alpha=2.0), each.double().mean(), atol=1e-6, rtol=0
+    )
+    torch.testing.assert_close(
+        get("entmax_bisect", alpha=2.0).loss(X, Y), each.double().mean(), atol=1e-6, rtol=0
+    )
+    # a few bisection steps leave a visible error: the count is the caller's
+    few = baselines.entmax_bisect_loss(X, Y, n_iter=3, reduction="none")
+    torch.testing.assert_close(few, entmax.entmax_bisect_loss(X, Y, alpha=1.5, n_iter=3))
+    assert not torch.allclose(few, baselines.entmax_bisect_loss(X, Y, reduction="none"))
+    torch.testing.assert_close(get("entmax_bisect", n_iter=3).loss(X, Y, reduction="none"), few)
+    p = baselines.entmax_bisect(X, n_iter=3)
+    torch.testing.assert_close(p, entmax.entmax_bisect(X, alpha=1.5, n_iter=3))
+
+
+def test_one_class_layer():
+    weight = torch.tensor([[0.7, -1.2]], dtype=torch.float64)
+    phi = torch.tensor([[1.0, 2.0], [-0.5, 0.25]], dtype=torch.float64)
+    torch.testing.assert_close(posthoc_evidential(phi, weight), torch.ones(2, 1).double())
+    torch.testing.assert_close(singleton_log_masses(phi, weight), torch.zeros(2, 1).double())
