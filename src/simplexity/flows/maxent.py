@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from simplexity._checks import check_floating, check_positive
+from simplexity._checks import check_floating, check_int, check_positive
 
 __all__ = [
     "AugmentedLagrangian",
@@ -70,9 +70,7 @@ class AugmentedLagrangian:
 
     def __post_init__(self) -> None:
         for name in ("outer", "inner", "batch", "eval_samples"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+            check_int(name, getattr(self, name), min=1)
         if self.batch % 2:
             raise ValueError(f"batch must be even (it is split in halves), got {self.batch}")
         for name in ("lr", "c0", "beta"):
