@@ -9,6 +9,7 @@ import pytest
 
 pytest.importorskip("lightning")
 
+import simplexity_lab.experiments  # noqa: F401  (registers flow2d in the engine's registry)
 from simplexity_lab.engine import read_json, run
 
 # a flow's loss has no sampling noise: the averaged gradient of two half batches is the gradient
