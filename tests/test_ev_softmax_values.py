@@ -474,3 +474,20 @@ def test_one_category_has_probability_one_and_none_an_empty_result(eps):
     empty = torch.zeros(3, 0)
     assert ev_softmax(empty, eps=eps).shape == (3, 0)
     assert log_ev_softmax(empty, eps=eps).shape == (3, 0)
+
+
+def test_module_defaults_and_dim():
+    x = torch.tensor(ROWS, dtype=torch.float64)
+    m = EvSoftmax()
+    assert repr(m) == "EvSoftmax(dim=-1, eps=1e-06)"
+    torch.testing.assert_close(m(x), expected(ROWS, 1e-6))
+    torch.testing.assert_close(LogEvSoftmax()(x), log_expected(ROWS, 1e-6))
+    m0 = EvSoftmax(dim=0, eps=0.2)
+    torch.testing.assert_close(m0(x.T), expected(ROWS, 0.2).T)
+    torch.testing.assert_close(m0.eval()(x.T), expected(ROWS).T)
+
+
+def test_loss_mean_over_a_single_kept_position():
+    x = torch.tensor(ROWS, dtype=torch.float64)
+    y = torch.tensor([-100, 1, -100])
+    torch.testing.assert_close(ev_softmax_loss(x, y, eps=0.1), nll([ROWS[1]], [1], 0.1).double()[0])

@@ -275,3 +275,18 @@ def test_one_class_layer():
     phi = torch.tensor([[1.0, 2.0], [-0.5, 0.25]], dtype=torch.float64)
     torch.testing.assert_close(posthoc_evidential(phi, weight), torch.ones(2, 1).double())
     torch.testing.assert_close(singleton_log_masses(phi, weight), torch.zeros(2, 1).double())
+
+
+def test_fenchel_young_template_defaults():
+    def per_row(rows, labels):
+        return torch.tensor(
+            [sparsemax_loss_definition(r, int(y)) for r, y in zip(rows.tolist(), labels)],
+            dtype=rows.dtype,
+        )
+
+    each = per_row(X, Y)
+    torch.testing.assert_close(baselines.fenchel_young_loss(per_row, X, Y), each.mean())
+    # the mean over the one kept position is that position's loss
+    one = torch.tensor([-100, 3, -100])
+    torch.testing.assert_close(baselines.fenchel_young_loss(per_row, X, one), each[1])
+    torch.testing.assert_close(baselines.sparsemax_loss(X, one), each[1])
