@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from simplexity._checks import check_floating, check_int, check_nonnegative, check_tensor
+from simplexity.normalizers._softmax_kernels import softmax_kernel
 
 __all__ = ["BLOCK_ELEMENTS", "ev_softmax_attention"]
 
@@ -92,7 +93,6 @@ class _Plan:
     bias: Tensor | None
     empty: Tensor | None
     dropout_p: float
-    seed: int
 
     def blocks(self) -> list[tuple[slice, int, int, int]]:
         """(heads, start, end, key_end) of each block of batch entries and queries.
@@ -142,7 +142,6 @@ def _plan(
     eps: float,
     rows: int,
     dropout_p: float,
-    seed: int,
     key_mean: Tensor | None,
 ) -> _Plan:
     """Centre the scores: the threshold of every query (linear form) or, per-query masks, none yet."""
@@ -160,7 +159,6 @@ def _plan(
         causal=causal,
         rows=rows,
         dropout_p=dropout_p,
-        seed=seed,
     )
     if general:
         return _Plan(
@@ -302,7 +300,7 @@ def _normalize_(scores: Tensor, eps: float, empty: Tensor | None, *, cap: bool) 
 
 def _softmax_into(scores: Tensor) -> Tensor:
     """Softmax along the last dim into ``scores``' own (contiguous) buffer: one block fewer."""
-    return torch.ops.aten._softmax.out(scores, -1, False, out=scores)
+    return softmax_kernel("softmax_", scores, -1)
 
 
 def _block_probs(plan: _Plan, block: Block) -> Tensor:
@@ -322,12 +320,26 @@ def _block_probs(plan: _Plan, block: Block) -> Tensor:
     return probs
 
 
-def _dropout_mask(plan: _Plan, probs: Tensor, index: int) -> Tensor:
-    """Keep-mask scaled by 1 / (1 - p) for block ``index``, the same draw in forward and backward."""
-    generator = torch.Generator(device=probs.device)
-    generator.manual_seed(plan.seed + index)
-    keep = torch.empty_like(probs).bernoulli_(1.0 - plan.dropout_p, generator=generator)
-    return keep.mul_(1.0 / (1.0 - plan.dropout_p))
+def _dropout_mask(plan: _Plan, probs: Tensor) -> Tensor:
+    """Keep-mask scaled by 1 / (1 - p), drawn as ``F.dropout`` draws it, from the default generator.
+
+    The backward replays the forward's generator state, so each block gets the same draw again.
+    """
+    keep = torch.empty_like(probs).bernoulli_(1.0 - plan.dropout_p)
+    return keep.div_(1.0 - plan.dropout_p)
+
+
+def _rng_state(device: torch.device) -> Tensor:
+    if device.type == "cpu":
+        return torch.get_rng_state()
+    return torch.get_device_module(device.type).get_rng_state(device)
+
+
+def _set_rng_state(device: torch.device, state: Tensor) -> None:
+    if device.type == "cpu":
+        torch.set_rng_state(state)
+    else:
+        torch.get_device_module(device.type).set_rng_state(state, device)
 
 
 class _EvSoftmaxAttention(torch.autograd.Function):
@@ -339,13 +351,14 @@ class _EvSoftmaxAttention(torch.autograd.Function):
     ) -> Tensor:
         plan = _plan(q, k, options["mask"], bias, **options["plan"])
         out = torch.zeros(q.shape[0], q.shape[1], v.shape[-1], dtype=q.dtype, device=q.device)
-        for index, block in enumerate(plan.blocks()):
+        ctx.rng_state = _rng_state(q.device) if plan.dropout_p > 0 else None
+        for block in plan.blocks():
             heads, start, end, key_end = block
             if key_end == 0:
                 continue
             probs = _block_probs(plan, block)
             if plan.dropout_p > 0:
-                probs.mul_(_dropout_mask(plan, probs, index))
+                probs.mul_(_dropout_mask(plan, probs))
             # bmm into a strided slice takes a slow path: a small block, then a copy
             out[heads, start:end] = torch.bmm(probs, v[heads, :key_end])
         ctx.plan = plan
@@ -367,39 +380,61 @@ class _EvSoftmaxAttention(torch.autograd.Function):
             dbias = (
                 torch.zeros_like(bias) if plan.general else k.new_zeros(k.shape[0], 1, k.shape[1])
             )
-        # sum_j p_ij dP_ij = dO_i . O_i (dropout included): the softmax Jacobian's row term
-        row_dot = (grad * out).sum(-1, keepdim=True)
-        k_scaled = k * plan.scale
-        for index, block in enumerate(plan.blocks()):
-            heads, start, end, key_end = block
-            if key_end == 0:
-                continue
-            probs = _block_probs(plan, block)
-            g = grad[heads, start:end].contiguous()
-            keep = _dropout_mask(plan, probs, index) if plan.dropout_p > 0 else None
-            if dv is not None:
-                dropped = probs if keep is None else probs * keep
-                dv[heads, :key_end].baddbmm_(dropped.transpose(1, 2), g)
-            if dq is None and dk is None and dbias is None:
-                continue
-            dscores = torch.bmm(g, v[heads, :key_end].transpose(1, 2))
-            if keep is not None:
-                dscores.mul_(keep)
-            # p * (dP - <p, dP>): 0 off the support; the threshold carries no gradient
-            dscores.sub_(row_dot[heads, start:end]).mul_(probs)
-            if dq is not None:
-                dq[heads, start:end] = torch.bmm(dscores, k_scaled[heads, :key_end])
-            if dk is not None:
-                dk[heads, :key_end].baddbmm_(
-                    dscores.transpose(1, 2), q[heads, start:end], alpha=plan.scale
-                )
-            if dbias is not None and plan.general:
-                _accumulate_bias_grad(dbias, dscores, plan, block)
-            elif dbias is not None:
-                dbias[heads, :, :key_end] += dscores.sum(1, keepdim=True)
+        device = q.device
+        replay = ctx.rng_state is not None
+        devices = [device] if device.type != "cpu" else []
+        with torch.random.fork_rng(devices, enabled=replay, device_type=device.type):
+            if replay:  # the forward's dropout draws, block by block
+                _set_rng_state(device, ctx.rng_state)
+            _backward_blocks(plan, q, k, v, grad, out, dq, dk, dv, dbias)
         if dbias is not None and not plan.general:
             dbias = dbias.view(*plan.batch, 1, plan.key_len).sum_to_size(bias.shape)
         return dq, dk, dv, dbias, None
+
+
+def _backward_blocks(
+    plan: _Plan,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    grad: Tensor,
+    out: Tensor,
+    dq: Tensor | None,
+    dk: Tensor | None,
+    dv: Tensor | None,
+    dbias: Tensor | None,
+) -> None:
+    """Accumulate the gradients block by block, each block's weights recomputed (FlashAttention)."""
+    # sum_j p_ij dP_ij = dO_i . O_i (dropout included): the softmax Jacobian's row term
+    row_dot = (grad * out).sum(-1, keepdim=True)
+    k_scaled = k * plan.scale
+    for block in plan.blocks():
+        heads, start, end, key_end = block
+        if key_end == 0:
+            continue
+        probs = _block_probs(plan, block)
+        g = grad[heads, start:end].contiguous()
+        keep = _dropout_mask(plan, probs) if plan.dropout_p > 0 else None
+        if dv is not None:
+            dropped = probs if keep is None else probs * keep
+            dv[heads, :key_end].baddbmm_(dropped.transpose(1, 2), g)
+        if dq is None and dk is None and dbias is None:
+            continue
+        dscores = torch.bmm(g, v[heads, :key_end].transpose(1, 2))
+        if keep is not None:
+            dscores.mul_(keep)
+        # p * (dP - <p, dP>): 0 off the support; the threshold carries no gradient
+        dscores.sub_(row_dot[heads, start:end]).mul_(probs)
+        if dq is not None:
+            dq[heads, start:end] = torch.bmm(dscores, k_scaled[heads, :key_end])
+        if dk is not None:
+            dk[heads, :key_end].baddbmm_(
+                dscores.transpose(1, 2), q[heads, start:end], alpha=plan.scale
+            )
+        if dbias is not None and plan.general:
+            _accumulate_bias_grad(dbias, dscores, plan, block)
+        elif dbias is not None:
+            dbias[heads, :, :key_end] += dscores.sum(1, keepdim=True)
 
 
 def _accumulate_bias_grad(dbias: Tensor, dscores: Tensor, plan: _Plan, block: Block) -> None:
@@ -589,9 +624,6 @@ def ev_softmax_attention(
         flat_mean = (
             key_mean.detach().to(compute).expand(*batch, 1, query.shape[-1]).reshape(n, 1, -1)
         )
-    seed = 0
-    if dropout_p > 0:
-        seed = int(torch.randint(0, 2**62, (), device="cpu"))
     options = {
         "mask": mask,
         "plan": dict(
@@ -601,7 +633,6 @@ def ev_softmax_attention(
             eps=eps,
             rows=block_size,
             dropout_p=float(dropout_p),
-            seed=seed,
             key_mean=flat_mean,
         ),
     }

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from simplexity._checks import check_floating, check_int, check_tensor
+from simplexity.nn.ev_attention import ev_softmax_attention
 from simplexity.normalizers import (
     EvSoftmax,
     LogEvSoftmax,
@@ -514,8 +515,11 @@ def _fused_ev_softmax_attention(
     to (..., L, S); ``is_causal`` the upper-left lower triangle, *and*-ed with ``attn_mask`` if both are
     given; ``scale`` a float; ``eps`` 0 for the exact map, > 0 for the training family. The result must
     equal the dense path's (zero rows where nothing may be attended to).
+
+    It is :func:`~simplexity.nn.ev_attention.ev_softmax_attention`: blocks of queries, the threshold
+    linear in the keys, no (..., L, S) score matrix in the forward or the backward.
     """
-    return None
+    return ev_softmax_attention(query, key, value, attn_mask, dropout_p, is_causal, scale, eps=eps)
 
 
 def attention(
