@@ -19,13 +19,15 @@ def test_list_shows_every_registry(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     for name in ("vae", "cvae", "flow2d", "ev_softmax", "sparsemax", "igr_sb", "gumbel_softmax",
-                 "mnist", "digits", "toy2d:8gaussians"):  # fmt: skip
+                 "mnist", "digits", "toy2d:8gaussians", "results pages: ", "igr", "evsoftmax"):  # fmt: skip
         assert name in out
     assert main(["list", "--keys", "cvae"]) == 0
     assert "normalizer = 'ev_softmax'" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["demo"], ["list"], ["table"]])
+@pytest.mark.parametrize(
+    "command", [[], ["run"], ["demo"], ["list"], ["table"], ["report"], ["select-temperature"]]
+)
 def test_help_everywhere(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
@@ -51,6 +53,9 @@ def test_console_entry_point_and_unknown_command():
         (["run", "vae", "--budget", "huge"], "unknown budget 'huge'"),
         (["run", "cvae", "--set", "normalizer=nope"], "unknown normalizer 'nope'"),
         (["table", "/nonexistent/run"], "neither a run directory"),
+        (["report", "nope"], "unknown results page 'nope'; expected one of: evsoftmax, flows, igr"),
+        (["select-temperature", "--relaxations", "softmax"], "relaxation must be one of"),
+        (["select-temperature", "--grid", "0.1,x"], "--grid must be comma-separated numbers"),
     ],
 )
 def test_user_mistakes_are_one_line(args, words, capsys, tmp_path):

@@ -78,6 +78,9 @@ def _list(args: argparse.Namespace) -> int:
     for name in experiments.names():
         exp = experiments.get(name)
         print(f"  {name:<{width}}  {exp.description}  [budgets: {', '.join(exp.budgets)}]")
+    from simplexity_lab.report import PAGES
+
+    print("results pages: " + ", ".join(PAGES.names()))
     print("normalizers: " + ", ".join(normalizers.names()))
     print("relaxations: " + ", ".join(relaxations.names()))
     try:
