@@ -367,7 +367,7 @@ def test_fused_kernel_falls_back_when_compiling_fails(monkeypatch):
 
 @pytest.mark.parametrize("log", [False, True])
 def test_private_softmax_kernels_agree_with_the_public_ops_and_autograd(log):
-    from simplexity.normalizers.ev_softmax import _softmax_kernel
+    from simplexity.normalizers._softmax_kernels import softmax_kernel
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(5, 7, 3, dtype=torch.float64, generator=g)
@@ -379,40 +379,37 @@ def test_private_softmax_kernels_agree_with_the_public_ops_and_autograd(log):
         rows = x.masked_fill((x == -math.inf).all(dim, keepdim=True), 0.0)  # no empty row
         # the forward into the buffer
         buffer = rows.clone()
-        written = _softmax_kernel("softmax_", buffer, dim, private=True)
+        written = softmax_kernel("softmax_", buffer, dim, private=True)
         assert written.data_ptr() == buffer.data_ptr()
-        torch.testing.assert_close(written, _softmax_kernel("softmax_", rows, dim, private=False))
+        torch.testing.assert_close(written, softmax_kernel("softmax_", rows, dim, private=False))
         torch.testing.assert_close(written, torch.softmax(rows, dim))
         # the backward
         out = fn(rows, dim)
         grad = torch.randn(x.shape, dtype=torch.float64, generator=g)
         if log:
             grad = grad.masked_fill(out == -math.inf, 0.0)
-        private = _softmax_kernel(kind, grad, out, dim, private=True)
-        public = _softmax_kernel(kind, grad, out, dim, private=False)
+        private = softmax_kernel(kind, grad, out, dim, private=True)
+        public = softmax_kernel(kind, grad, out, dim, private=False)
         torch.testing.assert_close(private, public)
         leaf = rows.clone().requires_grad_()
         (reference,) = torch.autograd.grad(fn(leaf, dim), leaf, grad)
         torch.testing.assert_close(public, reference)
     # a non-contiguous buffer takes the public op
     strided = torch.randn(3, 5, 4, dtype=torch.float64, generator=g).transpose(0, 2)
-    torch.testing.assert_close(_softmax_kernel("softmax_", strided, -1), torch.softmax(strided, -1))
+    torch.testing.assert_close(softmax_kernel("softmax_", strided, -1), torch.softmax(strided, -1))
     with pytest.raises(ValueError, match="unknown softmax kernel"):
-        _softmax_kernel("softmax", x, -1)
+        softmax_kernel("softmax", x, -1)
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1])
 def test_ev_softmax_with_the_public_softmax_ops(monkeypatch, eps):
-    import importlib
-
-    # the module, not the function of the same name that the package exports
-    module = importlib.import_module("simplexity.normalizers.ev_softmax")
+    from simplexity.normalizers import _softmax_kernels
 
     x = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
     g = torch.randn(4, 6, dtype=torch.float64)
     private = [torch.autograd.grad(f(x, eps=eps), x, g)[0] for f in (ev_softmax, log_ev_softmax)]
     values = [f(x, eps=eps) for f in (ev_softmax, log_ev_softmax)]
-    monkeypatch.setattr(module, "_PRIVATE_KERNELS", False)
+    monkeypatch.setattr(_softmax_kernels, "PRIVATE_KERNELS", False)
     for f, expected, value in zip((ev_softmax, log_ev_softmax), private, values, strict=True):
         torch.testing.assert_close(f(x, eps=eps), value)
         (public,) = torch.autograd.grad(f(x, eps=eps), x, g)

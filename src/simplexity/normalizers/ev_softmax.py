@@ -44,6 +44,7 @@ from simplexity._checks import (
 )
 from simplexity.normalizers._fused import fused_ev_softmax
 from simplexity.normalizers._losses import check_loss_args, check_loss_options
+from simplexity.normalizers._softmax_kernels import softmax_kernel
 
 __all__ = [
     "EvSoftmax",
@@ -111,59 +112,6 @@ def _shifted_logits(
     return z, None
 
 
-def _private_softmax(kind: str, *args: Tensor | int) -> Tensor:
-    z_or_grad, out_or_dim, *rest = args
-    if kind == "softmax_":
-        return torch.ops.aten._softmax.out(z_or_grad, out_or_dim, False, out=z_or_grad)
-    (dim,) = rest
-    if kind == "softmax_backward":
-        return torch._softmax_backward_data(z_or_grad, out_or_dim, dim, out_or_dim.dtype)
-    return torch._log_softmax_backward_data(z_or_grad, out_or_dim, dim, out_or_dim.dtype)
-
-
-def _public_softmax(kind: str, *args: Tensor | int) -> Tensor:
-    if kind == "softmax_":
-        z, dim = args
-        return torch.softmax(z, dim)
-    grad, out, dim = args
-    if kind == "softmax_backward":
-        weighted = grad * out
-        return weighted - out * weighted.sum(dim, keepdim=True)
-    return grad - out.exp() * grad.sum(dim, keepdim=True)
-
-
-def _softmax_kernel(kind: str, *args: Tensor | int, private: bool | None = None) -> Tensor:
-    r"""Softmax's forward into a buffer and its backward, by torch's private fused kernels or public ops.
-
-    - ``"softmax_"``, ``(z, dim)``: softmax of ``z`` written into ``z``'s own buffer (``z`` is a
-      temporary; in the public form a new tensor is returned);
-    - ``"softmax_backward"``, ``(g, p, dim)``: :math:`p \odot (g - \langle g, p\rangle)`;
-    - ``"log_softmax_backward"``, ``(g, o, dim)``: :math:`g - e^{o} \sum g`.
-
-    The private kernels (``torch.ops.aten._softmax.out``, ``torch._softmax_backward_data``,
-    ``torch._log_softmax_backward_data``) are used by default because they are measurably faster:
-    at (4096, 1000) in float32 on one CPU thread the backward takes 2-4 ms against 13-30 ms in
-    public ops (which allocate temporaries), and the softmax into ``z`` saves one 16 MB allocation,
-    10-35% of the softmax's time. ``private=False``, a non-contiguous ``z``, or a torch whose private
-    kernels are missing or changed signature, uses the public ops (same values, tested).
-    """
-    if kind not in ("softmax_", "softmax_backward", "log_softmax_backward"):
-        raise ValueError(f"unknown softmax kernel {kind!r}")
-    use_private = _PRIVATE_KERNELS if private is None else private
-    if kind == "softmax_" and not args[0].is_contiguous():  # type: ignore[union-attr]
-        use_private = False
-    if use_private:
-        try:
-            return _private_softmax(kind, *args)
-        except (AttributeError, TypeError, RuntimeError):
-            if private:
-                raise
-    return _public_softmax(kind, *args)
-
-
-_PRIVATE_KERNELS = True
-
-
 class _EvSoftmaxFunction(torch.autograd.Function):
     """ev-softmax with the closed-form backward p * (g - <g, p>) (zero off the support)."""
 
@@ -176,11 +124,11 @@ class _EvSoftmaxFunction(torch.autograd.Function):
             ctx.save_for_backward(fused)
             return fused
         z, empty = _shifted_logits(x, dim, mask, eps, clamp_mean=False)
-        p = _softmax_kernel("softmax_", z, dim)
+        p = softmax_kernel("softmax_", z, dim)
         if mask is None and eps == 0.0 and bool(p.narrow(dim, 0, 1).isnan().any()):
             # a rounded mean above the max emptied a row (NaN in every entry, so in the first one)
             z, empty = _shifted_logits(x, dim, mask, eps)
-            p = _softmax_kernel("softmax_", z, dim)
+            p = softmax_kernel("softmax_", z, dim)
         if empty is not None:
             p = p.masked_fill(empty, 0.0)
         ctx.save_for_backward(p)
@@ -189,7 +137,7 @@ class _EvSoftmaxFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, None, None, None]:  # type: ignore[override]
         (p,) = ctx.saved_tensors
-        g = _softmax_kernel("softmax_backward", grad.to(p.dtype), p, ctx.dim)
+        g = softmax_kernel("softmax_backward", grad.to(p.dtype), p, ctx.dim)
         return g.to(ctx.in_dtype), None, None, None
 
 
@@ -215,7 +163,7 @@ class _LogEvSoftmaxFunction(torch.autograd.Function):
         (out,) = ctx.saved_tensors
         # log p_i = -inf off the support is a constant: its incoming gradient must not leak in.
         g = grad.to(out.dtype).masked_fill(out == -math.inf, 0.0)
-        g = _softmax_kernel("log_softmax_backward", g, out, ctx.dim)
+        g = softmax_kernel("log_softmax_backward", g, out, ctx.dim)
         return g.to(ctx.in_dtype), None, None, None
 
 
