@@ -75,6 +75,10 @@ case "${1:-}" in
     run translation-short-sparsemax-out_softmax-s0 translation short normalizer=sparsemax output_normalizer=softmax seed=0
     run translation-short-softmax-out_sparsemax-s0 translation short normalizer=softmax output_normalizer=sparsemax seed=0
     ;;
-  *) echo "usage: queue.sh cvae|other|short|ablation" >&2; exit 2 ;;
+  report)
+    # keep the finished runs' results in docs/results/evsoftmax/runs/ and rewrite the page's tables
+    .venv/bin/simplexity report evsoftmax --runs "$OUT"
+    ;;
+  *) echo "usage: queue.sh cvae|other|short|ablation|report" >&2; exit 2 ;;
 esac
 echo "$(date -u +%FT%TZ) queue $1 finished"
