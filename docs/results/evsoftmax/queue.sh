@@ -12,7 +12,8 @@
 #                SSVAE seed 0, VQ-VAE on MNIST (3,000 prior steps), translation (3 epochs), VQ-VAE on
 #                Fashion-MNIST, SSVAE seeds 1-2, CVAE seeds 1-9 at the paper budget, then the
 #                reference-code beta for seeds 1-2),
-#         ablation (translation: sparsemax attention + softmax output, and the reverse).
+#         ablation (translation: sparsemax attention + softmax output, and the reverse),
+#         report (keep the finished runs' results and rewrite the page: simplexity report evsoftmax).
 set -u
 cd "$(dirname "$0")/../../.."
 export SIMPLEXITY_DATA_DIR="${SIMPLEXITY_DATA_DIR:-/work/shared/data}"
