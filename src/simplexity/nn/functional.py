@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from simplexity._checks import check_floating, check_int, check_tensor
+from simplexity.nn import blocked_attention as blocked
 from simplexity.nn.ev_attention import ev_softmax_attention
 from simplexity.normalizers import (
     EvSoftmax,
@@ -593,6 +594,12 @@ def attention(
         )
         if out is not None:
             return out
+    if not posthoc and math.prod(_scores_shape(query, key)) >= blocked.MIN_SCORES:
+        # long sequences: checkpointed blocks of queries, O(L * block) memory for every normalizer
+        return blocked.blocked_attention(
+            query, key, value, attn_mask, dropout_p, is_causal, scale,
+            normalize=lambda scores, valid: _normalize(norm, scores, valid, training),
+        )  # fmt: skip
     weights = _weights(
         query, key, attn_mask, is_causal, scale, norm, training, posthoc, feature_mean
     )
