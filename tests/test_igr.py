@@ -474,3 +474,45 @@ def test_log_prob_from_log_rejects_values_of_the_wrong_size() -> None:
     d = IGR(torch.zeros(2), torch.ones(2), 0.5, validate_args=True)
     with pytest.raises(ValueError, match="log_value"):
         d.log_prob_from_log(torch.tensor([0.5, 0.5]).log())
+
+
+def test_igr_planar_log_prob_from_log_is_the_change_of_variables() -> None:
+    # independent truth: log N(kappa) - log|det d lambda/d kappa| (autograd) - log|det dz/d lambda|
+    torch.manual_seed(14)
+    flows = _planar_flows()
+    loc, scale = t64(0.4, -0.9), t64(0.7, 1.3)
+    q = IGRPlanar(loc, scale, 0.6, 1.4, flows=flows)
+    z, log_z = q.rsample_log((5,))
+    kappa = q.base_dist.rsample((5,))  # any points: compare at their images
+    lam = kappa
+    for f in flows:
+        lam = f.with_cache(0)(lam)
+    from simplexity.distributions import SoftmaxPlusPlusTransform
+
+    spp = SoftmaxPlusPlusTransform(torch.tensor(0.6, dtype=D64), torch.tensor(1.4, dtype=D64))
+    log_zk = spp.log_z(lam)
+    expected = []
+    for i in range(5):
+        jac = torch.autograd.functional.jacobian(lambda k: _compose(flows, k), kappa[i])
+        expected.append(
+            Normal(loc, scale).log_prob(kappa[i]).sum()
+            - torch.linalg.slogdet(jac)[1]
+            - spp.log_abs_det_jacobian_from_log(log_zk[i])
+        )
+    torch.testing.assert_close(q.log_prob_from_log(log_zk), torch.stack(expected))
+    torch.testing.assert_close(q.log_prob_from_log(log_z), q.log_prob(z))  # the sampled pair
+
+
+def _compose(flows, x):
+    for f in flows:
+        x = f.with_cache(0)(x)
+    return x
+
+
+def test_rsample_log_returns_the_log_of_each_new_sample() -> None:
+    torch.manual_seed(15)
+    q = IGR(t64(0.5, -1.0, 0.2), t64(1.0, 0.5, 2.0), 0.05)
+    for _ in range(3):
+        z, log_z = q.rsample_log((4,))
+        torch.testing.assert_close(log_z.exp(), z)
+        torch.testing.assert_close(log_z, q.softmax_pp.log_z(q.softmax_pp.inv(z).clone()))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch.autograd.functional import jacobian
@@ -164,3 +166,21 @@ def test_softmax_pp_bad_hyperparameters(bad: float) -> None:
         SoftmaxPlusPlusTransform(bad)
     with pytest.raises(ValueError, match="delta"):
         SoftmaxPlusPlusTransform(1.0, bad)
+
+
+def test_softmax_pp_log_z_reuses_only_the_last_forward_input() -> None:
+    t = SoftmaxPlusPlusTransform(torch.tensor(0.3, dtype=torch.float64), 1.7)
+    x1 = torch.tensor([0.2, -0.4], dtype=torch.float64)
+    x2 = torch.tensor([1.1, 0.5], dtype=torch.float64)
+
+    def exact(x: torch.Tensor) -> torch.Tensor:
+        padded = torch.cat([x / 0.3, torch.tensor([1.7], dtype=torch.float64).log()])
+        return padded.log_softmax(-1)
+
+    z1 = t(x1)
+    torch.testing.assert_close(t.log_z(x1), z1.log())
+    torch.testing.assert_close(t.log_z(x2), exact(x2))  # not the cached value of x1
+    torch.testing.assert_close(t.log_z(x1.clone()), exact(x1))
+    y2 = t(x2)
+    t(x1)  # the cache now holds x1
+    torch.testing.assert_close(t.log_abs_det_jacobian(x2, y2), exact(x2).sum() - 2 * math.log(0.3))

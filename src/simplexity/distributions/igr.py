@@ -199,9 +199,7 @@ class IGRBase(TransformedDistribution):
     def rsample_log(self, sample_shape: _SizeLike = ()) -> tuple[Tensor, Tensor]:
         r"""Return ``(z, log z)`` of one sample, :math:`\log z` computed without underflow."""
         z, lam = self.rsample_pre_image(sample_shape)
-        cache = self._softmax_pp._log_z_cache
-        log_z = cache[1] if cache is not None and cache[0] is lam else self._softmax_pp.log_z(lam)
-        return z, log_z
+        return z, self._softmax_pp.log_z(lam)  # the log z that computed z (cached)
 
     def log_prob_from_log(self, log_value: Tensor) -> Tensor:
         r"""Density of :math:`z` given :math:`\log z` (stable where entries underflow)."""

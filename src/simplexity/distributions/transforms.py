@@ -158,11 +158,17 @@ class SoftmaxPlusPlusTransform(Transform):
         return scaled, padded.log_softmax(dim=-1)
 
     def log_z(self, x: Tensor) -> Tensor:
-        r"""Return :math:`\log z` for pre-images ``x`` without computing :math:`z` first."""
+        r"""Return :math:`\log z` for pre-images ``x`` without computing :math:`z` first.
+
+        For the input of the last forward call it is the value that call computed (no recompute).
+        """
+        cache = self._log_z_cache
+        if cache is not None and cache[0] is x:
+            return cache[1]
         return self._scaled(x)[1]
 
     def _call(self, x: Tensor) -> Tensor:
-        log_z = self.log_z(x)
+        log_z = self._scaled(x)[1]
         if self._cache_size:
             self._log_z_cache = (x, log_z)
         return log_z.exp()
@@ -177,9 +183,7 @@ class SoftmaxPlusPlusTransform(Transform):
         return tau * (log_y[..., :-1] - log_y[..., -1:] + log_delta)
 
     def log_abs_det_jacobian(self, x: Tensor, y: Tensor) -> Tensor:
-        cache = self._log_z_cache
-        log_z = cache[1] if cache is not None and cache[0] is x else self.log_z(x)
-        return self.log_abs_det_jacobian_from_log(log_z)
+        return self.log_abs_det_jacobian_from_log(self.log_z(x))
 
     def log_abs_det_jacobian_from_log(self, log_y: Tensor) -> Tensor:
         """The log-Jacobian determinant given :math:`\\log z` of shape ``(..., K)``."""
