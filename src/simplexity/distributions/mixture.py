@@ -135,9 +135,10 @@ class MixtureOfGaussians(Distribution):
         scale: positive component standard deviations of shape ``(..., K, D)``.
         reparam: one of :data:`REPARAMS`.
         temperature: positive temperature :math:`\tau` of the relaxed reparameterizations (float or
-            tensor broadcasting with the batch shape); required by the relaxed ones, not accepted by
-            ``"pathwise"``.
-        validate_args: check values passed to :meth:`log_prob` (torch's convention).
+            tensor broadcasting to the batch shape, or of shape ``(..., 1)`` beside the logits);
+            required by the relaxed ones (which need K >= 2), not accepted by ``"pathwise"``.
+        validate_args: check the parameters and the values passed to :meth:`log_prob` (torch's
+            convention).
 
     References:
         Figurnov, Mohamed, Mnih. Implicit Reparameterization Gradients. NeurIPS 2018.
