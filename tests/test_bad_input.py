@@ -423,24 +423,7 @@ def test_bad_argument_raises_an_error_naming_it(entry: Entry, argument: str, dat
     assert re.search(pattern, str(info.value)), (argument, bad, info.value)
 
 
-_NO_SCALAR_CHECK = {"softmax", "sparsemax", "entmax15", "entmax_bisect", "posthoc_evidential"}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            n,
-            marks=pytest.mark.xfail(
-                n in _NO_SCALAR_CHECK,
-                strict=True,
-                reason="normalizers/baselines.py does not reject a 0-dim x as ev_softmax does "
-                "(softmax returns 1 as torch's does, entmax raises an IndexError from inside)",
-            ),
-        )
-        for n in names()
-    ],
-)
+@pytest.mark.parametrize("name", names())
 def test_normalizers_reject_a_scalar_naming_x(name: str) -> None:
     with pytest.raises((ValueError, TypeError), match="x"):
         get(name)(torch.tensor(1.0, dtype=D64))

@@ -46,6 +46,10 @@ def masked(
     Rows with no valid entry come out as zeros instead of NaN.
     """
     check_floating("x", x)
+    if x.dim() == 0:
+        raise ValueError(
+            "x must have at least one dimension (the one normalized), got a 0-dim tensor"
+        )
     dim = check_dim("dim", dim, x.dim())
     mask = check_mask("mask", mask, x)
     if mask is None:
