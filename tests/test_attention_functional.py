@@ -308,7 +308,7 @@ def test_resolve_normalizer_rejects_what_it_cannot_honour():
 def test_the_fused_dispatch_point_is_called_for_ev_softmax_only(monkeypatch):
     calls = []
 
-    def fake(query, key, value, attn_mask, dropout_p, is_causal, scale, eps):
+    def fake(query, key, value, attn_mask, dropout_p, is_causal, scale, eps, key_mean=None):
         calls.append((attn_mask, dropout_p, is_causal, scale, eps))
         return None  # fall back to the dense path
 

@@ -12,7 +12,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import simplexity.nn.ev_attention as ev_attention
 import simplexity.nn.functional as functional
 from simplexity import EvSoftmax, ev_softmax
-from simplexity.nn import attention, attention_weights
+from simplexity.nn import (
+    KeyValueCache,
+    MultiheadAttention,
+    attention,
+    attention_weights,
+    padding_mask,
+)
 from simplexity.nn.ev_attention import ev_softmax_attention
 
 DT = torch.float64
@@ -119,7 +125,7 @@ def test_gradcheck(is_causal, eps):
     def fn(q, k, v, bias):
         return ev_softmax_attention(q, k, v, bias, is_causal=is_causal, eps=eps, block_size=2)
 
-    assert torch.autograd.gradcheck(fn, leaves)
+    assert torch.autograd.gradcheck(fn, leaves, fast_mode=True)
 
 
 def test_ties_at_the_threshold_are_kept():
@@ -242,7 +248,7 @@ def test_dropout_draws_as_f_dropout_and_the_backward_replays_them():
         return ev_softmax_attention(q, k, v, dropout_p=0.4, is_causal=True, block_size=2)
 
     leaves = [t[:1, :2, :6].clone().requires_grad_() for t in (q, k, v)]
-    assert torch.autograd.gradcheck(fixed_draws, leaves)
+    assert torch.autograd.gradcheck(fixed_draws, leaves, fast_mode=True)
     # the backward leaves the default generator where the forward left it
     out = fixed_draws(*leaves)
     state = torch.get_rng_state()
@@ -322,3 +328,52 @@ def test_bad_tensors_are_named():
         ev_softmax_attention(q, k, v[..., :3, :])
     with pytest.raises(TypeError, match="query"):
         ev_softmax_attention(q.long(), k, v)
+
+
+def test_decoding_with_a_cache_uses_its_running_key_mean(monkeypatch):
+    torch.manual_seed(2)
+    e, b, length = 8, 3, 7
+    self_attn = MultiheadAttention(e, 2, batch_first=True, normalizer="ev_softmax").to(DT).eval()
+    cross_attn = MultiheadAttention(e, 2, batch_first=True, normalizer="ev_softmax").to(DT).eval()
+    x, memory = torch.randn(b, length, e, dtype=DT), torch.randn(b, 5, e, dtype=DT)
+    src_padding = padding_mask(torch.tensor([5, 2, 4]), 5)  # True = padding
+    means = []
+
+    def spy(*args, **kwargs):
+        means.append(kwargs.get("key_mean"))
+        return ev_softmax_attention(*args, **kwargs)
+
+    monkeypatch.setattr(functional, "ev_softmax_attention", spy)
+
+    def block(h, self_cache=None, cross_cache=None, causal=True):
+        filled = cross_cache is not None and len(cross_cache) > 0
+        a, _ = self_attn(h, h, h, is_causal=causal, cache=self_cache, need_weights=False)
+        c, _ = cross_attn(
+            h + a,
+            None if filled else memory,
+            None if filled else memory,
+            key_padding_mask=None if filled else src_padding,
+            cache=cross_cache,
+            need_weights=False,
+        )
+        return h + a + c
+
+    with torch.no_grad():
+        full = block(x)
+        assert means == [None, None]
+        self_cache, cross_cache = KeyValueCache(), KeyValueCache(static=True)
+        steps = [
+            block(x[:, t : t + 1], self_cache, cross_cache, causal=False) for t in range(length)
+        ]
+    torch.testing.assert_close(torch.cat(steps, 1), full, rtol=0, atol=1e-12)
+    assert all(m is not None for m in means[2:]) and len(means) == 2 + 2 * length
+    keys = cross_cache.key
+    valid = (~src_padding)[:, None, :, None].to(DT)
+    torch.testing.assert_close(
+        means[-1], (keys * valid).sum(2, keepdim=True) / valid.sum(2, keepdim=True)
+    )
+    torch.testing.assert_close(means[-2], self_cache.key.mean(2, keepdim=True))
+    # beam search reorders the cache: the running sum follows
+    cross_cache.reorder(torch.tensor([2, 2, 0]))
+    expected = ((keys * valid).sum(2, keepdim=True) / valid.sum(2, keepdim=True))[[2, 2, 0]]
+    torch.testing.assert_close(cross_cache.key_mean(), expected)

@@ -27,6 +27,9 @@ class KeyValueCache:
         value: (B, H, S, Ev / H), or None.
         key_padding_mask: (B, S) boolean, **True at padding** (``nn.MultiheadAttention``'s polarity), or
             None when no cached key is padding.
+        key_sum: (B, H, 1, E / H), the running sum of the cached keys that are not padding, and
+            ``key_count`` (B, 1, 1, 1) their number: :meth:`key_mean` gives ev-softmax's threshold
+            (linear in the mean key) without a pass over the cache.
         static: whether the cache is filled once and then reused.
 
     Example:
@@ -45,6 +48,8 @@ class KeyValueCache:
         self.key: Tensor | None = None
         self.value: Tensor | None = None
         self.key_padding_mask: Tensor | None = None
+        self.key_sum: Tensor | None = None
+        self.key_count: Tensor | None = None
 
     def __len__(self) -> int:
         return 0 if self.key is None else self.key.shape[-2]
@@ -72,8 +77,16 @@ class KeyValueCache:
                     f"key_padding_mask must have shape (B, S_new) = {(key.shape[0], key.shape[2])}, "
                     f"got {tuple(key_padding_mask.shape)}"
                 )
+        weight = None if key_padding_mask is None else (~key_padding_mask)[:, None, :, None]
+        added = (key if weight is None else key * weight).sum(2, keepdim=True)
+        count = (
+            key.new_full((key.shape[0], 1, 1, 1), key.shape[2])
+            if weight is None
+            else weight.sum(2, keepdim=True).to(key.dtype)
+        )
         if self.key is None or self.value is None:
             self.key, self.value, self.key_padding_mask = key, value, key_padding_mask
+            self.key_sum, self.key_count = added, count
             return
         if self.static:
             raise ValueError("a static cache is filled once; create a new one for a new memory")
@@ -95,6 +108,23 @@ class KeyValueCache:
             self.key_padding_mask = torch.cat([before, after], -1)
         self.key = torch.cat([self.key, key], -2)
         self.value = torch.cat([self.value, value], -2)
+        assert self.key_sum is not None and self.key_count is not None
+        self.key_sum = self.key_sum + added
+        self.key_count = self.key_count + count
+
+    def key_mean(self) -> Tensor | None:
+        """Mean of the cached keys that are not padding, (B, H, 1, E / H); None before the first call.
+
+        Example:
+            >>> cache = KeyValueCache()
+            >>> cache.append(torch.tensor([[[[1.0], [3.0], [8.0]]]]), torch.zeros(1, 1, 3, 1),
+            ...              key_padding_mask=torch.tensor([[False, False, True]]))
+            >>> cache.key_mean()
+            tensor([[[[2.]]]])
+        """
+        if self.key_sum is None or self.key_count is None:
+            return None
+        return self.key_sum / self.key_count.clamp_min(1)
 
     def reorder(self, index: Tensor) -> None:
         """Select batch entries (e.g. surviving beams): ``index`` is a (B',) long tensor."""
@@ -105,3 +135,6 @@ class KeyValueCache:
         self.value = self.value.index_select(0, index)
         if self.key_padding_mask is not None:
             self.key_padding_mask = self.key_padding_mask.index_select(0, index)
+        if self.key_sum is not None and self.key_count is not None:
+            self.key_sum = self.key_sum.index_select(0, index)
+            self.key_count = self.key_count.index_select(0, index)

@@ -505,6 +505,7 @@ def _fused_ev_softmax_attention(
     is_causal: bool,
     scale: float,
     eps: float,
+    key_mean: Tensor | None = None,
 ) -> Tensor | None:
     """The one dispatch point to a fused ev-softmax attention kernel; None = take the dense path.
 
@@ -518,9 +519,16 @@ def _fused_ev_softmax_attention(
     equal the dense path's (zero rows where nothing may be attended to).
 
     It is :func:`~simplexity.nn.ev_attention.ev_softmax_attention`: blocks of queries, the threshold
-    linear in the keys, no (..., L, S) score matrix in the forward or the backward.
+    linear in the keys, no (..., L, S) score matrix in the forward or the backward. ``key_mean`` (the
+    mean of the valid keys, e.g. from a cache) is used where the threshold is shared by all queries.
     """
-    return ev_softmax_attention(query, key, value, attn_mask, dropout_p, is_causal, scale, eps=eps)
+    shared = not is_causal and (
+        attn_mask is None or attn_mask.dim() < 2 or attn_mask.shape[-2] == 1
+    )
+    return ev_softmax_attention(
+        query, key, value, attn_mask, dropout_p, is_causal, scale, eps=eps,
+        key_mean=key_mean if shared else None,
+    )  # fmt: skip
 
 
 def attention(
@@ -537,6 +545,7 @@ def attention(
     training: bool | None = None,
     feature_mean: Tensor | None = None,
     enable_gqa: bool = False,
+    key_mean: Tensor | None = None,
 ) -> Tensor:
     r"""Scaled dot-product attention with a pluggable normalizer, in ``scaled_dot_product_attention``'s conventions.
 
@@ -568,6 +577,9 @@ def attention(
             broadcastable to (..., E); None = 0.
         enable_gqa: grouped-query attention: the query heads (dim -3) are a multiple of the key/value
             heads, which are repeated to match (as torch).
+        key_mean: for ev-softmax, the mean of the valid keys (..., 1, E) when it is already known
+            (:meth:`~simplexity.nn.KeyValueCache.key_mean` keeps it while decoding), so that the
+            threshold costs O(E) per query; used only where no per-query mask or ``is_causal`` applies.
 
     Returns:
         (..., L, Ev); zeros for a query with no key to attend to (torch: NaN).
@@ -590,7 +602,7 @@ def attention(
     eps = None if posthoc else _ev_softmax_eps(norm, training)
     if eps is not None:
         out = _fused_ev_softmax_attention(
-            query, key, value, attn_mask, dropout_p, is_causal, scale, eps
+            query, key, value, attn_mask, dropout_p, is_causal, scale, eps, key_mean
         )
         if out is not None:
             return out

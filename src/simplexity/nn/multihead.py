@@ -435,6 +435,11 @@ class MultiheadAttention(nn.Module):
             raise ValueError(f"the cache holds a batch of {k.shape[0]}, the query {batch}")
         key_len = k.shape[2]
         attn_mask = self._check_attn_mask(attn_mask, batch, query_len, key_len)
+        # decoding over a cache: its running key sum gives ev-softmax's threshold (linear in the mean
+        # valid key) without a pass over the cached keys, where every query sees every cached key
+        key_mean = None
+        if cache is not None and attn_mask is None and (query_len == 1 or not is_causal):
+            key_mean = cache.key_mean()
 
         extra = int(self.bias_k is not None) + int(self.add_zero_attn)
         causal = is_causal and cache is None and not extra  # upper-left: attention()'s is_causal
@@ -486,7 +491,7 @@ class MultiheadAttention(nn.Module):
             if not batched:
                 weights = weights.squeeze(0)
         else:
-            out = attention(q, k, v, mask, dropout_p, causal, **options)
+            out = attention(q, k, v, mask, dropout_p, causal, key_mean=key_mean, **options)
         out = self.out_proj(out.transpose(1, 2).flatten(-2))
         if not batched:
             out = out.squeeze(0)
