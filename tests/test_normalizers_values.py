@@ -290,3 +290,30 @@ def test_fenchel_young_template_defaults():
     one = torch.tensor([-100, 3, -100])
     torch.testing.assert_close(baselines.fenchel_young_loss(per_row, X, one), each[1])
     torch.testing.assert_close(baselines.sparsemax_loss(X, one), each[1])
+
+
+def test_resolve_names_what_it_expected():
+    from simplexity.normalizers import resolve
+
+    with pytest.raises(TypeError, match=r"^normalizer_options must be a dict or None, got list$"):
+        resolve("sparsemax", [1])  # type: ignore[arg-type]
+    with pytest.raises(
+        ValueError,
+        match=r"^normalizer_options can only be given with a normalizer name, not a Normalizer$",
+    ):
+        resolve(get("sparsemax"), {"alpha": 2})
+    with pytest.raises(
+        TypeError,
+        match=r"^normalizer must be a registry name \(str\) or a simplexity\.normalizers\.Normalizer, got int$",
+    ):
+        resolve(3)  # type: ignore[arg-type]
+
+
+def test_fenchel_young_losses_take_index_targets_only():
+    probs = torch.full((3, 4), 0.25, dtype=torch.float64)
+    message = (
+        r"^target must hold integer class indices of shape \(3,\), got \(3, 4\) torch\.float64$"
+    )
+    for loss in (baselines.sparsemax_loss, baselines.entmax15_loss, baselines.softmax_loss):
+        with pytest.raises(ValueError, match=message):
+            loss(X, probs)
