@@ -71,11 +71,11 @@ def _off_support(eps: float) -> float:
 class _Plan:
     """What one call needs in every block: the centring, the masks, the block layout.
 
-    ``q_aug`` (N, Lq, E') and ``k_aug`` (N, Lk, E') give the block's scores as one product: with a
-    linear threshold E' = E + 1 and the product is ``s - t`` already; with a per-query mask E' = E and
-    the threshold is taken from the block (``general``). ``key_add`` (N, 1, Lk) holds the key-only
-    bias (``-inf`` at invalid keys); ``mask``/``bias`` are the per-query masks in their own
-    broadcastable shapes; ``empty`` (N, Lq) marks queries known to have no valid key.
+    ``q`` (N, Lq, E) and ``k`` (N, Lk, E) are the inputs; ``threshold`` (N, Lq, 1) holds each query's
+    mean score (the linear form), or is None with a per-query mask (``general``), whose threshold is
+    taken from each block's scores. ``key_add`` (N, 1, Lk) holds the key-only bias (``-inf`` at
+    invalid keys); ``mask``/``bias`` are the per-query masks in their own broadcastable shapes;
+    ``empty`` (N, Lq) marks queries known to have no valid key.
     """
 
     batch: tuple[int, ...]
@@ -86,8 +86,9 @@ class _Plan:
     causal: bool
     general: bool
     rows: int
-    q_aug: Tensor
-    k_aug: Tensor
+    q: Tensor
+    k: Tensor
+    threshold: Tensor | None
     key_add: Tensor | None
     mask: Tensor | None
     bias: Tensor | None
@@ -146,7 +147,6 @@ def _plan(
 ) -> _Plan:
     """Centre the scores: the threshold of every query (linear form) or, per-query masks, none yet."""
     n, query_len, key_len = q.shape[0], q.shape[1], k.shape[1]
-    q_s = q * scale
     general = (mask is not None and mask.shape[-2] != 1) or (
         bias is not None and bias.shape[-2] != 1
     )
@@ -159,12 +159,13 @@ def _plan(
         causal=causal,
         rows=rows,
         dropout_p=dropout_p,
+        q=q,
+        k=k,
     )
     if general:
         return _Plan(
             general=True,
-            q_aug=q_s,
-            k_aug=k,
+            threshold=None,
             key_add=None,
             mask=mask,
             bias=bias,
@@ -176,21 +177,25 @@ def _plan(
     masked_bias = None if flat_bias is None else torch.where(valid, flat_bias, 0.0)
     if causal:
         # running prefix means; query i (top-left aligned) sees keys 0..min(i, Lk - 1)
-        rows = torch.arange(query_len, device=q.device).clamp_max(max(key_len - 1, 0))
+        seen = torch.arange(query_len, device=q.device).clamp_max(max(key_len - 1, 0))
+        threshold = q.new_zeros(n, query_len, 1)
         if key_len == 0:
-            count = torch.zeros(n, query_len, 1, dtype=q.dtype, device=q.device)
-            key_sum = torch.zeros(n, query_len, q.shape[-1], dtype=q.dtype, device=q.device)
+            count = q.new_zeros(n, query_len, 1)
         else:
             weighted = k if weight is None else k * weight.transpose(1, 2)
-            key_sum = weighted.cumsum(1)[:, rows]
+            key_sum = weighted.cumsum(1)  # one (N, Lk, E) temporary; the rest by blocks of queries
             if weight is None:
-                count = (rows + 1).to(q.dtype).view(1, query_len, 1).expand(n, -1, -1)
+                count = (seen + 1).to(q.dtype).view(1, query_len, 1).expand(n, -1, -1)
             else:
-                count = weight.transpose(1, 2).cumsum(1)[:, rows]
-        safe = count.clamp_min(1)
-        threshold = (q_s * (key_sum / safe)).sum(-1, keepdim=True)
-        if masked_bias is not None:
-            threshold = threshold + masked_bias.transpose(1, 2).cumsum(1)[:, rows] / safe
+                count = weight.transpose(1, 2).cumsum(1)[:, seen]
+            for start in range(0, query_len, rows):
+                part = slice(start, start + rows)
+                sums = key_sum[:, seen[part]]
+                threshold[:, part] = (q[:, part] * sums).sum(-1, keepdim=True)
+            threshold = threshold * scale / count.clamp_min(1)
+            if masked_bias is not None:
+                bias_sum = masked_bias.transpose(1, 2).cumsum(1)[:, seen]
+                threshold = threshold + bias_sum / count.clamp_min(1)
     else:
         if weight is None:
             count = torch.full((1, 1, 1), float(key_len), dtype=q.dtype, device=q.device)
@@ -198,20 +203,16 @@ def _plan(
         else:
             count = weight.sum(-1, keepdim=True)
             mean_key = (weight @ k) / count.clamp_min(1) if key_mean is None else key_mean
-        safe = count.clamp_min(1)
-        threshold = q_s @ mean_key.transpose(1, 2)  # (N, Lq, 1)
+        threshold = (q @ mean_key.transpose(1, 2)) * scale  # (N, Lq, 1)
         if masked_bias is not None:
-            threshold = threshold + masked_bias.sum(-1, keepdim=True) / safe
+            threshold = threshold + masked_bias.sum(-1, keepdim=True) / count.clamp_min(1)
     empty = (count == 0).squeeze(-1).expand(n, query_len)
-    threshold = threshold.masked_fill(empty.unsqueeze(-1), 0.0)
-    ones = torch.ones(n, key_len, 1, dtype=q.dtype, device=q.device)
     key_add = None
     if valid is not None:
         key_add = torch.where(valid, 0.0 if flat_bias is None else flat_bias, -math.inf)
     return _Plan(
         general=False,
-        q_aug=torch.cat([q_s, -threshold], -1),
-        k_aug=torch.cat([k, ones], -1),
+        threshold=threshold.masked_fill(empty.unsqueeze(-1), 0.0),
         key_add=key_add,
         mask=None,
         bias=None,
@@ -232,9 +233,11 @@ Block = tuple[slice, int, int, int]
 def _centred_scores(plan: _Plan, block: Block) -> tuple[Tensor, Tensor | None]:
     """The block's ``s - t`` (n, B, key_end) with ``-inf`` at invalid keys, and its empty rows (n, B)."""
     heads, start, end, key_end = block
-    # a batch-strided first operand sends bmm down a path twice as slow: copy the block's rows
-    queries = plan.q_aug[heads, start:end].contiguous()
-    scores = torch.bmm(queries, plan.k_aug[heads, :key_end].transpose(1, 2))
+    # the scaled rows are a contiguous copy: bmm's path for a batch-strided first operand is slower
+    queries = plan.q[heads, start:end] * plan.scale
+    scores = torch.bmm(queries, plan.k[heads, :key_end].transpose(1, 2))
+    if plan.threshold is not None:
+        scores.sub_(plan.threshold[heads, start:end])
     if not plan.general:
         if plan.key_add is not None:
             scores.add_(plan.key_add[heads, :, :key_end])
@@ -361,6 +364,7 @@ class _EvSoftmaxAttention(torch.autograd.Function):
                 probs.mul_(_dropout_mask(plan, probs))
             # bmm into a strided slice takes a slow path: a small block, then a copy
             out[heads, start:end] = torch.bmm(probs, v[heads, :key_end])
+            del probs  # before the next block's scores: one block alive at a time
         ctx.plan = plan
         ctx.save_for_backward(q, k, v, bias, out)
         return out
@@ -407,7 +411,6 @@ def _backward_blocks(
     """Accumulate the gradients block by block, each block's weights recomputed (FlashAttention)."""
     # sum_j p_ij dP_ij = dO_i . O_i (dropout included): the softmax Jacobian's row term
     row_dot = (grad * out).sum(-1, keepdim=True)
-    k_scaled = k * plan.scale
     for block in plan.blocks():
         heads, start, end, key_end = block
         if key_end == 0:
@@ -418,6 +421,7 @@ def _backward_blocks(
         if dv is not None:
             dropped = probs if keep is None else probs * keep
             dv[heads, :key_end].baddbmm_(dropped.transpose(1, 2), g)
+            del dropped
         if dq is None and dk is None and dbias is None:
             continue
         dscores = torch.bmm(g, v[heads, :key_end].transpose(1, 2))
@@ -426,7 +430,7 @@ def _backward_blocks(
         # p * (dP - <p, dP>): 0 off the support; the threshold carries no gradient
         dscores.sub_(row_dot[heads, start:end]).mul_(probs)
         if dq is not None:
-            dq[heads, start:end] = torch.bmm(dscores, k_scaled[heads, :key_end])
+            dq[heads, start:end] = torch.bmm(dscores, k[heads, :key_end]).mul_(plan.scale)
         if dk is not None:
             dk[heads, :key_end].baddbmm_(
                 dscores.transpose(1, 2), q[heads, start:end], alpha=plan.scale
@@ -435,6 +439,7 @@ def _backward_blocks(
             _accumulate_bias_grad(dbias, dscores, plan, block)
         elif dbias is not None:
             dbias[heads, :, :key_end] += dscores.sum(1, keepdim=True)
+        del probs, dscores, keep  # before the next block's: two blocks alive at a time
 
 
 def _accumulate_bias_grad(dbias: Tensor, dscores: Tensor, plan: _Plan, block: Block) -> None:
