@@ -317,3 +317,31 @@ def test_fenchel_young_losses_take_index_targets_only():
     for loss in (baselines.sparsemax_loss, baselines.entmax15_loss, baselines.softmax_loss):
         with pytest.raises(ValueError, match=message):
             loss(X, probs)
+    for bad in (torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.complex64)):
+        with pytest.raises(ValueError, match=r"^target must hold integer class indices of shape"):
+            baselines.sparsemax_loss(X, bad)
+
+
+def test_support_when_every_class_has_negative_evidence_beside_a_row_where_one_has_none():
+    # phi = (1, 1): w_1 = (2, -1, -1), w_2 = (-1, -1, 2): every class has negative evidence, class 1
+    # no positive one, and keeps a mass; phi = (1, 0): class 0 has no negative evidence
+    weight = torch.tensor([[2.0, -1.0], [-1.0, -1.0], [-1.0, 2.0]], dtype=torch.float64)
+    phi = torch.tensor([[1.0, 0.0], [1.0, 1.0]], dtype=torch.float64)
+    keep = evidential_support(phi, weight)
+    for i in range(2):
+        singles = torch.tensor(dempster_singletons(evidence_weights(phi[i], weight))[0])
+        assert (keep[i] == (singles > 0)).all()
+        torch.testing.assert_close(singleton_log_masses(phi, weight)[i].exp(), singles.double())
+    assert keep.tolist() == [[True, False, False], [True, True, True]]
+
+
+def test_softmax_kernel_writes_into_its_buffer_by_default():
+    from simplexity.normalizers._softmax_kernels import softmax_kernel
+
+    z = X.clone()
+    want = torch.softmax(X, -1)
+    p = softmax_kernel("softmax_", z, -1)
+    assert p.data_ptr() == z.data_ptr()
+    torch.testing.assert_close(p, want)
+    public = softmax_kernel("softmax_", X.clone(), -1, private=False)
+    torch.testing.assert_close(public, want)
