@@ -345,3 +345,16 @@ def test_softmax_kernel_writes_into_its_buffer_by_default():
     torch.testing.assert_close(p, want)
     public = softmax_kernel("softmax_", X.clone(), -1, private=False)
     torch.testing.assert_close(public, want)
+
+
+@pytest.mark.parametrize("name", ["softmax", "sparsemax", "entmax15", "entmax_bisect"])
+def test_baseline_maps_name_the_bad_argument(name):
+    fn = getattr(baselines, name)
+    with pytest.raises(TypeError, match=r"^x must be a floating-point tensor"):
+        fn(X.long())
+    with pytest.raises(IndexError, match=r"^dim=2 is out of range for a tensor with 2 dimension"):
+        fn(X, 2)
+    with pytest.raises(ValueError, match=r"^mask of shape \(3, 5\) does not broadcast"):
+        fn(X, mask=torch.ones(3, 5, dtype=torch.bool))
+    with pytest.raises(TypeError, match=r"^mask must be a boolean tensor"):
+        fn(X, mask=torch.ones(3, 4))
