@@ -277,34 +277,55 @@ def _methods(config: GradientQualityConfig) -> list[_Method]:
     return out
 
 
-def _igr_raw(probs: Tensor, min_scale: float = 1e-4, iterations: int = 200) -> tuple[Tensor, float]:
+def _igr_raw(
+    probs: Tensor, min_scale: float = 1e-4, bound: float = 6.0, floor: float = 1e-6
+) -> tuple[Tensor, float]:
     r"""IGR-I raw outputs ``(loc, pre)`` whose zero-temperature pmf matches ``probs`` ``(..., K)``.
 
-    The scale is fixed at 1 (``pre`` = softplus⁻¹(1 - min_scale)) and the K-1 locations solve the
-    K-1 equations by L-BFGS on :math:`\mathrm{KL}(\pi \,\|\, \mathrm{pmf}(\mu, 1))`. Returns the raw
-    tensor ``(..., 2(K-1))`` and the largest total-variation distance of the match.
+    The scale is fixed at 1 (``pre`` = softplus⁻¹(1 - min_scale)) and the K-1 locations,
+    :math:`\mu = b \tanh u` with :math:`b` = ``bound`` (the quadrature stays finite), minimize
+    :math:`\mathrm{KL}(\tilde\pi \,\|\, \mathrm{pmf}(\mu, 1))` by Adam then L-BFGS, where
+    :math:`\tilde\pi` is ``probs`` with a ``floor``. The match need not be exact (the exact gradient
+    of IGR-I is taken at its own pmf); returns the raw tensor ``(..., 2(K-1))`` and the largest
+    total-variation distance between that pmf and ``probs``.
     """
-    target = probs.detach().to(torch.float64)
+    target = probs.detach().to(torch.float64).clamp_min(floor)
+    target = target / target.sum(-1, keepdim=True)
     k = target.shape[-1]
-    log_ratio = target[..., :-1].clamp_min(1e-12).log() - target[..., -1:].clamp_min(1e-12).log()
-    loc = (0.5 * log_ratio).clone().requires_grad_()
-    scale = torch.ones_like(loc)
-    optimizer = torch.optim.LBFGS([loc], lr=1.0, max_iter=iterations, line_search_fn="strong_wolfe")
+    log_ratio = (target[..., :-1] / target[..., -1:]).log()
+    u = torch.atanh((0.5 * log_ratio / bound).clamp(-0.95, 0.95)).requires_grad_()
+    scale = torch.ones_like(log_ratio)
 
-    def closure() -> Tensor:
-        optimizer.zero_grad()
-        pmf = igr_zero_temperature_probs(loc, scale, num_nodes=128).clamp_min(1e-30)
-        loss = (target * (target.clamp_min(1e-30).log() - pmf.log())).sum()
-        loss.backward()
-        return loss
+    def loss_of(u: Tensor) -> Tensor:
+        pmf = igr_zero_temperature_probs(bound * torch.tanh(u), scale, num_nodes=128)
+        return (target * (target.log() - pmf.clamp_min(1e-300).log())).sum()
 
     with torch.enable_grad():
-        optimizer.step(closure)
+        adam = torch.optim.Adam([u], lr=0.05)
+        for _ in range(300):
+            adam.zero_grad()
+            loss_of(u).backward()
+            adam.step()
+        before = u.detach().clone()
+        lbfgs = torch.optim.LBFGS([u], max_iter=100, line_search_fn="strong_wolfe")
+
+        def closure() -> Tensor:
+            lbfgs.zero_grad()
+            loss = loss_of(u)
+            loss.backward()
+            return loss
+
+        lbfgs.step(closure)
+        with torch.no_grad():
+            polished = loss_of(u)
+            if not torch.isfinite(polished) or polished > loss_of(before):
+                u.copy_(before)  # keep the Adam solution if L-BFGS did not improve it
     with torch.no_grad():
+        loc = bound * torch.tanh(u)
         pmf = igr_zero_temperature_probs(loc, scale, num_nodes=128)
-        tv = float(0.5 * (pmf - target).abs().sum(-1).max())
+        tv = float(0.5 * (pmf - probs.to(torch.float64)).abs().sum(-1).max())
     pre = math.log(math.expm1(1.0 - min_scale))
-    raw = torch.cat((loc.detach(), torch.full_like(loc, pre)), dim=-1).to(probs.dtype)
+    raw = torch.cat((loc, torch.full_like(loc, pre)), dim=-1).to(probs.dtype)
     assert raw.shape[-1] == 2 * (k - 1)
     return raw, tv
 
