@@ -1,19 +1,29 @@
 """Speed of ev-softmax and the baselines, as ratios to ``torch.softmax`` measured in the same run.
 
-Usage: python benchmarks/normalizers.py [--threads 2] [--repeats 7] [--out docs/benchmarks_normalizers.md]
+Usage::
+
+    python benchmarks/normalizers.py [--threads 2] [--repeats 7] [--min-time 0.2]
+        [--out docs/benchmarks/normalizers.json]
 
 "ev_softmax" is the library's default: the compiled (fused) forward for inputs of at least 2^20
 elements where torch.compile works, the eager path otherwise; "(eager)" forces the eager path.
 Forward and forward+backward (``torch.autograd.grad`` of the output against a fixed cotangent) for
 (batch, K) in {(4096, 10), (4096, 1000), (128, 32000)}, float32. "reference" is the reference
 implementation's algorithm (softmax times the indicator, renormalized), re-implemented here.
+
+Every map is timed in ``--repeats`` interleaved rounds (:func:`_timing.interleaved`); the JSON
+record keeps every round's seconds per call. The printed summary (and the table of
+``docs/benchmarks.md``) is the best round of each map and its ratio to softmax's best round.
+
+References:
+    Chen, Tao, Gordon, Chen, Wang and Lapata, *Evidential Softmax for Sparse Multimodal
+    Distributions in Deep Generative Models*, NeurIPS 2021.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 from pathlib import Path
 
@@ -21,10 +31,19 @@ import entmax
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _timing import compare
+from _timing import RECORDS, interleaved, start_record, write_record
 from simplexity import ev_softmax
 
 SHAPES = [(4096, 10), (4096, 1000), (128, 32000)]
+
+TARGETS = [
+    {"map": "ev_softmax", "baseline": "softmax", "pass": "forward+backward",
+     "shapes": [[4096, 1000], [128, 32000]], "at_most": 1.3},
+    {"map": "sparsemax (entmax)", "baseline": "ev_softmax", "pass": "forward+backward",
+     "shapes": [[128, 32000]], "at_least": 10.0},
+]  # fmt: skip
+"""The design targets, written into the record: ``map`` takes at most (or at least) so many times
+``baseline``'s time."""
 
 
 def reference(x: torch.Tensor) -> torch.Tensor:
@@ -52,17 +71,10 @@ MAPS = {
 }
 
 
-def run(threads: int, repeats: int) -> str:
-    torch.set_num_threads(threads)
+def run(repeats: int, min_time: float) -> list[dict]:
+    """Time every map at every shape, forward and forward+backward; return the raw samples."""
     torch.manual_seed(0)
-    lines = [
-        f"torch {torch.__version__}, {threads} threads, float32, {platform.processor() or platform.machine()}; "
-        "time of softmax in ms, others as a ratio to softmax in the same run (best of "
-        f"{repeats} interleaved rounds).",
-        "",
-        "| (batch, K) | pass | " + " | ".join(MAPS) + " |",
-        "|---|---|" + "---|" * len(MAPS),
-    ]
+    results = []
     for batch, k in SHAPES:
         x = torch.randn(batch, k)
         xg = x.clone().requires_grad_()
@@ -73,25 +85,31 @@ def run(threads: int, repeats: int) -> str:
             for name, f in MAPS.items()
         }
         for label, cands in (("forward", fwd), ("forward+backward", both)):
-            res = compare(cands, baseline="softmax", repeats=repeats, min_time=0.2)
-            cells = [f"{res['softmax'][0] * 1e3:.3f} ms"] + [
-                f"{res[n][1]:.2f}×" for n in list(MAPS)[1:]
-            ]
-            lines.append(f"| ({batch}, {k}) | {label} | " + " | ".join(cells) + " |")
-            print(lines[-1], flush=True)
-    return "\n".join(lines) + "\n"
+            numbers, samples = interleaved(cands, repeats=repeats, min_time=min_time)
+            results.append({"shape": [batch, k], "pass": label, "baseline": "softmax",
+                            "calls_per_sample": numbers, "seconds_per_call": samples})  # fmt: skip
+            best = {name: min(s) for name, s in samples.items()}
+            cells = [f"{best['softmax'] * 1e3:.3f} ms"]
+            cells += [f"{best[n] / best['softmax']:.2f}x" for n in list(MAPS)[1:]]
+            print(f"| ({batch}, {k}) | {label} | " + " | ".join(cells) + " |", flush=True)
+    return results
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--out", type=Path, default=None, help="write the markdown table here")
-    args = parser.parse_args()
-    table = run(args.threads, args.repeats)
-    print(table)
-    if args.out:
-        args.out.write_text(table)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--repeats", type=int, default=7, help="interleaved rounds (default 7)")
+    parser.add_argument("--min-time", type=float, default=0.2,
+                        help="seconds per sample of one map (default 0.2)")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=RECORDS / "normalizers.json",
+                        help="the JSON record (default docs/benchmarks/normalizers.json)")  # fmt: skip
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    record = start_record("normalizers", {**vars(args), "out": str(args.out), "dtype": "float32",
+                                          "shapes": SHAPES, "maps": list(MAPS),
+                                          "targets": TARGETS})  # fmt: skip
+    print("| (batch, K) | pass | " + " | ".join(MAPS) + " |")
+    return write_record(record, run(args.repeats, args.min_time), args.out)
 
 
 if __name__ == "__main__":

@@ -2,26 +2,38 @@
 
 One step = build the distribution from parameters that require gradients, ``rsample``,
 ``log_prob`` of that sample, and ``backward`` of ``log_prob.sum() + (z * weights).sum()``. Batch
-(2000, 20) of categorical variables with K = 10, float32, 2 threads by default. All methods are timed
-in the same run, interleaved round by round; the table reports the median time per step and its
-ratio to torch's ``RelaxedOneHotCategorical``.
+(2000, 20) of categorical variables with K = 10, float32, 2 threads by default. Every method, under
+every ``validate_args`` setting asked for, is timed in the same run, one step each per round, round
+after round; the JSON record keeps every step's time. The printed summary (and the tables of
+``docs/benchmarks.md``) is each method's median step and its ratio to the median step of torch's
+``RelaxedOneHotCategorical`` under the same setting.
 
 Run::
 
-    PYTHONPATH=src python benchmarks/relaxations.py --threads 2 --rounds 30
+    python benchmarks/relaxations.py [--threads 2] [--rounds 30] [--validate default off]
+        [--out docs/benchmarks/relaxations.json]
+
+References:
+    Jang, Gu and Poole, *Categorical Reparameterization with Gumbel-Softmax*, ICLR 2017.
+    Potapczynski, Loaiza-Ganem and Cunningham, *Invertible Gaussian Reparameterization: Revisiting
+    the Gumbel-Softmax*, NeurIPS 2020.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.distributions import Distribution, RelaxedOneHotCategorical
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _timing import RECORDS, start_record, write_record
 from simplexity.distributions import (
     IGR,
     GumbelSoftmax,
@@ -29,6 +41,8 @@ from simplexity.distributions import (
     IGRStickBreaking,
     PlanarFlows,
 )
+
+BASELINE = "torch RelaxedOneHotCategorical"
 
 TARGETS = {
     "GumbelSoftmax": 1.3,
@@ -38,6 +52,9 @@ TARGETS = {
     "IGR-Planar (1 flow)": 1.6,
     "IGR-Planar (2 flows)": 1.6,
 }
+"""The design targets, written into the record: at most so many times torch's step."""
+
+VALIDATE = {"default": None, "on": True, "off": False}
 
 
 def make_steps(
@@ -62,9 +79,7 @@ def make_steps(
         return F.softplus(pre_scale)
 
     return {
-        "torch RelaxedOneHotCategorical": lambda: run(
-            RelaxedOneHotCategorical(tau, logits=logits, validate_args=validate)
-        ),
+        BASELINE: lambda: run(RelaxedOneHotCategorical(tau, logits=logits, validate_args=validate)),
         "GumbelSoftmax": lambda: run(GumbelSoftmax(tau, logits=logits, validate_args=validate)),
         "GumbelSoftmax (straight-through)": lambda: run(
             GumbelSoftmax(tau, logits=logits, straight_through=True, validate_args=validate)
@@ -80,8 +95,8 @@ def make_steps(
     }
 
 
-def main(argv: list[str] | None = None) -> str:
-    """Run the benchmark and return the markdown table."""
+def main(argv: list[str] | None = None) -> Path:
+    """Run the benchmark, print the summary and write the JSON record; return its path."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=30)
@@ -90,41 +105,45 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--temperature", type=float, default=0.5)
     parser.add_argument(
         "--validate",
-        choices=["default", "on", "off"],
-        default="default",
-        help="validate_args for every distribution (default: torch's default, which is on)",
+        choices=list(VALIDATE),
+        nargs="+",
+        default=["default", "off"],
+        help="validate_args for every distribution, one or more settings timed in the same rounds "
+        "(default: torch's default, which is on, and off)",
     )
+    parser.add_argument("--out", type=Path, default=RECORDS / "relaxations.json",
+                        help="the JSON record (default docs/benchmarks/relaxations.json)")  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    record = start_record("relaxations", {**vars(args), "dtype": "float32", "baseline": BASELINE,
+                                          "targets": TARGETS})  # fmt: skip
     torch.manual_seed(0)
-    validate = {"default": None, "on": True, "off": False}[args.validate]
-    steps = make_steps(tuple(args.batch), args.categories, args.temperature, validate)
-    times: dict[str, list[float]] = {name: [] for name in steps}
+    steps = {
+        (setting, name): step
+        for setting in args.validate
+        for name, step in make_steps(
+            tuple(args.batch), args.categories, args.temperature, VALIDATE[setting]
+        ).items()
+    }
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in steps}
     for step in steps.values():  # warm-up
         for _ in range(3):
             step()
     for _ in range(args.rounds):
-        for name, step in steps.items():
+        for key, step in steps.items():
             start = time.perf_counter()
             step()
-            times[name].append(time.perf_counter() - start)
-    ref = statistics.median(times["torch RelaxedOneHotCategorical"])
-    lines = [
-        f"batch {tuple(args.batch)}, K = {args.categories}, float32, {args.threads} threads, "
-        f"tau = {args.temperature}, validate_args = {args.validate}, {args.rounds} rounds "
-        f"(median ms per rsample + log_prob + backward step)",
-        "",
-        "| method | ms / step | ratio to torch | target |",
-        "|---|---:|---:|---:|",
-    ]
-    for name, ts in times.items():
-        med = statistics.median(ts)
-        target = TARGETS.get(name)
-        target_s = f"≤ {target}×" if target else "—"
-        lines.append(f"| {name} | {1e3 * med:.2f} | {med / ref:.2f}× | {target_s} |")
-    table = "\n".join(lines)
-    print(table)
-    return table
+            times[key].append(time.perf_counter() - start)
+    results = []
+    for setting in args.validate:
+        seconds = {name: ts for (s, name), ts in times.items() if s == setting}
+        results.append({"validate": setting, "baseline": BASELINE, "seconds_per_step": seconds})
+        ref = statistics.median(seconds[BASELINE])
+        print(f"validate_args = {setting}: median ms per step, ratio to torch")
+        for name, ts in seconds.items():
+            med = statistics.median(ts)
+            print(f"  {name:<34} {1e3 * med:8.2f} {med / ref:6.2f}x")
+    return write_record(record, results, args.out)
 
 
 if __name__ == "__main__":
