@@ -38,12 +38,17 @@ from torch.distributions import Distribution, Independent, Normal, constraints
 
 from simplexity.distributions import (
     IGR,
+    DecoupledStraightThrough,
     ExpGumbelSoftmax,
+    GumbelRao,
     GumbelSoftmax,
+    GumbelStraightThrough,
     IGRPlanar,
     IGRStickBreaking,
     MixtureOfGaussians,
     PlanarTransform,
+    ReinMax,
+    StraightThrough,
 )
 from simplexity.flows import (
     AffineCoupling,
@@ -182,6 +187,16 @@ def _rad(b: tuple[int, ...]) -> dict[str, Any]:
     return {"base": _gaussian(b), "layers": _RAD_LAYERS}
 
 
+def _straight_through(**temperatures: float) -> Params:
+    def params(b: tuple[int, ...]) -> dict[str, Any]:
+        out: dict[str, Any] = {"logits": _randn(*b, 3, seed=12)}
+        for key, value in temperatures.items():
+            out[key] = value if key == "num_draws" else _tau(b, value)
+        return out
+
+    return params
+
+
 _SOFT = "rsample follows the relaxed law q_tau, not the mixture density that log_prob gives"
 _PLANAR = "the planar inverse in log_prob stops Newton's method at a data-dependent step"
 
@@ -222,6 +237,17 @@ CASES = [
         "lebesgue",
         bad_params=(("layers", [Planar(2)]),),
         quadrature_atol=5e-3,
+    ),
+    # the straight-through family: categoricals (one-hot samples, categorical log_prob)
+    Case("straight_through", StraightThrough, _straight_through(temperature=0.8), "one_hot"),
+    Case("st_gumbel", GumbelStraightThrough, _straight_through(temperature=0.8), "one_hot"),
+    Case("gumbel_rao", GumbelRao, _straight_through(temperature=0.8, num_draws=3), "one_hot"),
+    Case("reinmax", ReinMax, _straight_through(temperature=1.3), "one_hot"),
+    Case(
+        "decoupled_st",
+        DecoupledStraightThrough,
+        _straight_through(forward_temperature=1.5, backward_temperature=0.7),
+        "one_hot",
     ),
 ]
 IDS = [case.name for case in CASES]
