@@ -226,6 +226,36 @@ def test_discrete_approx_smoke_run(tmp_path):
     m = result.metrics
     assert 0 <= m["test/tv"] <= 1 and 1 <= m["test/categories_used"] <= 39
     assert (result.path / "plots" / "histogram.png").is_file()
+    # "valid" and "test" come from different sample streams, so their estimates differ (the TV
+    # of Poisson(50) at K = 40 is the target's mass beyond K whatever the samples)
+    assert m["valid/mean"] != m["test/mean"]
+
+
+@pytest.mark.parametrize("relaxation", ["gumbel_softmax", "igr_sb"])
+def test_discrete_approx_test_stream_is_held_out_and_reproducible(relaxation):
+    config = experiments.get("discrete-approx").make_config(
+        "smoke", [f"relaxation={relaxation}", "target=geometric:0.3", "eval_samples=20000"]
+    )
+    task = DiscreteApproxTask(config)
+    streams = {s: task.stream_seed(s) for s in ("valid", "test")}
+    assert len({*streams.values(), config.seed}) == 3  # neither is the training seed
+    torch.manual_seed(1)
+    test = task.evaluate("test")
+    torch.manual_seed(2)  # the global RNG's state does not matter, and is left as it was
+    state = torch.random.get_rng_state()
+    assert task.evaluate("test") == test
+    assert torch.equal(torch.random.get_rng_state(), state)
+    valid = task.evaluate("valid")
+    assert valid["valid/tv"] != test["test/tv"] and valid["valid/mean"] != test["test/mean"]
+    # the test estimate is that of the test stream's own samples, which the summary keeps
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(streams["test"])
+        probs = task.discretized_pmf(config.eval_samples)
+    assert test["test/mean"] == float((probs * torch.arange(len(probs))).sum())
+    kept = torch.tensor(task.summary()["discretized_pmf"], dtype=torch.float64)
+    assert torch.allclose(kept, probs, atol=5e-7, rtol=0)
+    with pytest.raises(ValueError, match="split must be one of"):
+        task.evaluate("train")
 
 
 # ------------------------------------------------------------------------------------- sop

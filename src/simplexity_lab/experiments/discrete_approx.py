@@ -19,6 +19,12 @@ Metrics: ``test/tv`` — the total-variation distance between the pmf of ``eval_
 ``test/threshold_met`` and ``test/support_at_threshold`` (the categories that hold
 ``sb_threshold`` of the discretized mass, for both).
 
+The "valid" and "test" metrics are computed from two independent sample streams: each split draws
+its samples from the global RNG seeded with its own seed derived from the run's seed
+(:data:`EVAL_STREAMS`), never the seed that training draws from. "valid" (which selects the
+checkpoint) is the same stream at every validation; "test" is held out from the selection, and the
+run's kept ``discretized_pmf`` is the test stream's pmf.
+
 Usage::
 
     simplexity run discrete-approx --budget smoke
@@ -44,6 +50,7 @@ from simplexity_lab.engine.experiment import Experiment, register
 from simplexity_lab.engine.task import StepBatches, Task, TrainConfig, derived_seed
 
 __all__ = [
+    "EVAL_STREAMS",
     "TARGETS",
     "DiscreteApproxConfig",
     "DiscreteApproxTask",
@@ -61,6 +68,10 @@ TARGETS: dict[str, tuple[str, ...]] = {
 """Target families and their parameters, written ``name:param:param`` (e.g. ``binomial:100:0.3``)."""
 
 DEFAULT_TEMPERATURE = {"gumbel_softmax": 0.1, "igr_sb": 0.01}
+
+EVAL_STREAMS: dict[str, int] = {"valid": 0, "test": 1}
+"""The evaluation splits and their sample streams: split ``s`` draws from the global RNG seeded with
+``derived_seed(seed, 13, EVAL_STREAMS[s])`` (training draws from ``seed`` itself)."""
 
 
 def parse_target(spec: str) -> tuple[str, tuple[float, ...]]:
@@ -247,10 +258,23 @@ class DiscreteApproxTask(Task):
             counts += torch.bincount(z.argmax(-1), minlength=len(counts)).double()
         return counts / num_samples
 
+    def stream_seed(self, split: str) -> int:
+        """The seed of the sample stream that evaluates ``split`` (:data:`EVAL_STREAMS`)."""
+        if split not in EVAL_STREAMS:
+            raise ValueError(f"split must be one of {tuple(EVAL_STREAMS)}, got {split!r}")
+        return derived_seed(self.config.seed, 13, EVAL_STREAMS[split])
+
     @torch.no_grad()
     def evaluate(self, split: str) -> dict[str, float]:
         config = self.config
-        probs = self.discretized_pmf(config.eval_samples)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.stream_seed(split))
+            probs = self.discretized_pmf(config.eval_samples)
+            if config.relaxation == "igr_sb":
+                trunc = self.distribution().truncation(
+                    sample_shape=(10_000,), threshold=config.sb_threshold,
+                    percentile=config.sb_percentile, warn=False,
+                )  # fmt: skip
         target = target_pmf(config.target, config.num_categories)
         if config.relaxation == "igr_sb":
             target[-1] = 0.0
@@ -258,10 +282,6 @@ class DiscreteApproxTask(Task):
         cumulative = probs.cumsum(0)
         support = 1 + int((cumulative <= config.sb_threshold).sum())
         if config.relaxation == "igr_sb":
-            trunc = self.distribution().truncation(
-                sample_shape=(10_000,), threshold=config.sb_threshold,
-                percentile=config.sb_percentile, warn=False,
-            )  # fmt: skip
             used, met = trunc.num_sticks, trunc.threshold_met
         else:
             used, met = config.num_categories, support <= config.num_categories
@@ -278,7 +298,9 @@ class DiscreteApproxTask(Task):
         from simplexity_lab.plots import _pyplot
 
         Figure = _pyplot()
-        probs = self.discretized_pmf(self.config.eval_samples).numpy()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.stream_seed("test"))  # the title's TV is test/tv
+            probs = self.discretized_pmf(self.config.eval_samples).numpy()
         k = self.config.num_categories
         wide = target_pmf(self.config.target, max(k, 1000))
         n = max(k, 2 + int(torch.nonzero(wide > 1e-5).max()))  # the target's bulk, even beyond K
@@ -300,7 +322,7 @@ class DiscreteApproxTask(Task):
 
     def summary(self) -> dict[str, Any]:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derived_seed(self.config.seed, 12))
+            torch.manual_seed(self.stream_seed("test"))  # the pmf behind test/tv
             probs = self.discretized_pmf(self.config.eval_samples)
         return {
             "temperature": self.tau,
