@@ -279,8 +279,10 @@ def _centred_scores(plan: _Plan, block: Block) -> tuple[Tensor, Tensor | None]:
     return scores, empty.squeeze(-1)
 
 
-def _normalize_(scores: Tensor, eps: float, empty: Tensor | None, *, cap: bool) -> Tensor:
-    """ev-softmax of centred scores (threshold 0) in place.
+def _normalize_(
+    scores: Tensor, eps: float, empty: Tensor | None, *, cap: bool
+) -> tuple[Tensor, Tensor | None]:
+    """ev-softmax of centred scores (threshold 0) in place; also, for ``eps > 0``, which rows kept no key.
 
     ``cap`` moves the threshold down to a row's max where rounding put every score below it.
     """
@@ -290,36 +292,36 @@ def _normalize_(scores: Tensor, eps: float, empty: Tensor | None, *, cap: bool) 
         low = (largest < 0) & (largest > -math.inf)
         if bool(low.any()):
             scores.sub_(torch.where(low, largest, 0.0))
+    none_kept = None
     if eps == 0.0:
         # keep s - t >= 0 (ties kept); -tiny as in ev_softmax: robust to flush-to-zero
         F.threshold(scores, -tiny, -math.inf, inplace=True)
     else:
-        scores.add_(scores <= -tiny, alpha=_off_support(eps))
-    probs = _softmax_into(scores)
+        # weights (1 + eps) e^s on the support, eps e^s off it: softmax is shift invariant, so adding
+        # log((1 + eps) / eps) on the support is adding log(eps / (1 + eps)) off it
+        kept = scores > -tiny
+        none_kept = ~kept.any(-1)
+        scores.add_(kept, alpha=-_off_support(eps))
+    probs = softmax_kernel("softmax_", scores, -1)
     if empty is not None:
         probs.masked_fill_(empty.unsqueeze(-1), 0.0)
-    return probs
-
-
-def _softmax_into(scores: Tensor) -> Tensor:
-    """Softmax along the last dim into ``scores``' own (contiguous) buffer: one block fewer."""
-    return softmax_kernel("softmax_", scores, -1)
+        if none_kept is not None:
+            none_kept &= ~empty
+    return probs, none_kept
 
 
 def _block_probs(plan: _Plan, block: Block) -> Tensor:
     """The block's ev-softmax weights (n, B, key_end), recomputed identically in the backward."""
     scores, empty = _centred_scores(plan, block)
+    probs, none_kept = _normalize_(scores, plan.eps, empty, cap=False)
     if plan.general:  # the threshold is capped already
-        return _normalize_(scores, plan.eps, empty, cap=False)
-    if plan.eps != 0.0:
-        # with eps > 0 no row empties, so a support emptied by rounding must be looked for
-        return _normalize_(scores, plan.eps, empty, cap=True)
-    probs = _normalize_(scores, 0.0, empty, cap=False)
-    # an all -inf row gives NaN: a query without valid keys (zeroed above) or one whose scores all
-    # rounded below the threshold; redo the block with the threshold capped at the max
-    if bool(probs[:, :, 0].isnan().any()):
+        return probs
+    # a support emptied by rounding (every score of a row a hair below the threshold): with eps = 0
+    # an all -inf row, so NaN (a query without valid keys was zeroed above); redo the block with the
+    # threshold capped at each row's max
+    if bool(none_kept.any()) if none_kept is not None else bool(probs[:, :, 0].isnan().any()):
         scores, empty = _centred_scores(plan, block)
-        probs = _normalize_(scores, 0.0, empty, cap=True)
+        probs, _ = _normalize_(scores, plan.eps, empty, cap=True)
     return probs
 
 
