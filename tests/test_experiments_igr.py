@@ -102,17 +102,21 @@ def test_igr_vae_smoke_budget_on_its_default_data_set(tmp_path):
 
 
 def test_temperature_selection_picks_the_best_validation_bound(tmp_path):
-    record = select_temperature(
-        dataset="digits", net="linear", relaxations=["igr_i"], grid=[0.1, 0.5], budget="smoke",
-        overrides=["num_variables=4", "binarize=dynamic"], out=tmp_path,
-    )  # fmt: skip
+    from simplexity_lab.experiments.temperature_selection import TemperatureOnEdgeError
+
+    with pytest.raises(TemperatureOnEdgeError):  # two points: the best is on an edge
+        select_temperature(
+            dataset="digits", net="linear", relaxations=["igr_i"], grid=[0.1, 0.5],
+            budget="smoke", overrides=["num_variables=4", "binarize=dynamic"], out=tmp_path,
+            max_extensions=0,
+        )  # fmt: skip
+    record = json.loads(
+        (tmp_path / "igr-vae-select-digits-linear" / "selected_temperature.json").read_text()
+    )
     scores = record["scores"]["igr_i"]
     assert set(scores) == {"0.1", "0.5"}
     assert record["selected"]["igr_i"] == float(max(scores, key=scores.get))
-    saved = json.loads(
-        (tmp_path / "igr-vae-select-digits-linear" / "selected_temperature.json").read_text()
-    )
-    assert saved["selected"] == record["selected"] and saved["criterion"] == "valid/iw_bound"
+    assert record["criterion"] == "valid/iw_bound" and record["on_edge"] == ["igr_i"]
     # the report keeps selection runs apart from the comparison table
     import shutil
 
@@ -391,3 +395,33 @@ def test_histogram_of_a_truncation_that_misses_the_whole_target():
     m = task.evaluate("test")
     assert m["test/target_mass_outside"] > 0.999 and m["test/tv"] > 0.999
     assert "histogram" in task.figures([])
+
+
+def test_temperature_selection_extends_the_grid_until_the_best_is_inside(tmp_path, monkeypatch):
+    """A best τ on the grid's edge is never selected: the grid grows past it, else the call fails."""
+    from types import SimpleNamespace
+
+    from simplexity_lab.experiments import temperature_selection as ts
+
+    def fake_run(experiment, *, overrides, **_):  # a validation bound that peaks at τ = 1
+        tau = float(next(s for s in overrides if s.startswith("temperature=")).split("=")[1])
+        return SimpleNamespace(metrics={"valid/iw_bound": -((math.log(tau)) ** 2)})
+
+    monkeypatch.setattr(ts, "run", fake_run)
+    record = ts.select_temperature(relaxations=["gumbel_softmax"], grid=[0.25, 0.5], out=tmp_path)
+    assert record["selected"]["gumbel_softmax"] == 1.1  # grown 0.5 -> 0.75 -> 1.1 -> 1.7
+    assert list(record["scores"]["gumbel_softmax"]) == ["0.25", "0.5", "0.75", "1.1", "1.7"]
+    assert record["on_edge"] == []
+    with pytest.raises(ts.TemperatureOnEdgeError, match=r"gumbel_softmax \(τ = 0.5"):
+        ts.select_temperature(
+            relaxations=["gumbel_softmax"], grid=[0.25, 0.5], out=tmp_path / "b", max_extensions=0
+        )
+    saved = json.loads(
+        (
+            tmp_path / "b" / "igr-vae-select-mnist-nonlinear" / "selected_temperature.json"
+        ).read_text()
+    )
+    assert saved["on_edge"] == ["gumbel_softmax"]  # the record is written before the error
+    assert ts.next_temperature({0.03: -1.0, 0.05: -2.0}) == 0.02
+    assert ts.next_temperature({0.1: float("nan"), 0.2: -1.0, 0.3: -2.0}) is None  # NaN never wins
+    assert ts.next_temperature({0.1: -1.0, 0.2: -2.0, 0.3: float("nan")}) == 0.067

@@ -136,6 +136,7 @@ def _select_temperature(args: argparse.Namespace) -> int:
     record = select_temperature(
         dataset=args.dataset, net=args.net, relaxations=relaxations, grid=grid,
         budget=args.budget, overrides=args.set, out=args.out, data_dir=args.data_dir,
+        max_extensions=args.max_extensions,
     )  # fmt: skip
     print(json.dumps(record["selected"], indent=2))
     return 0
@@ -259,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("--out", default="runs", metavar="D", help="parent folder (default runs)")
     select.add_argument("--data-dir", default=None, metavar="D")
     select.add_argument("--threads", type=int, default=1)
+    select.add_argument(
+        "--max-extensions", type=int, default=3, metavar="N",
+        help="extend a grid whose best value is on its edge at most N times (default 3)",
+    )  # fmt: skip
     select.set_defaults(func=_select_temperature)
     return parser
 
