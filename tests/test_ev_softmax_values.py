@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import importlib
 import math
+import shutil
+import warnings
 
 import pytest
 import torch
@@ -491,3 +493,46 @@ def test_loss_mean_over_a_single_kept_position():
     x = torch.tensor(ROWS, dtype=torch.float64)
     y = torch.tensor([-100, 1, -100])
     torch.testing.assert_close(ev_softmax_loss(x, y, eps=0.1), nll([ROWS[1]], [1], 0.1).double()[0])
+
+
+def test_compiled_kernel_is_used_and_keyed_by_row_length_dtype_and_eps(monkeypatch):
+    # with a compiler, a failing compilation is a bug, not a reason to skip: no fallback warning
+    if not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
+        pytest.skip("no C++ compiler: the fused kernel falls back to the eager path")
+    state = {"fn": None, "generic": None, "failed": False, "seen": set()}
+    monkeypatch.setattr(_fused, "_state", state)
+    monkeypatch.setattr(_fused, "MAX_STATIC", 1)
+    monkeypatch.delenv("SIMPLEXITY_COMPILE", raising=False)
+    x = torch.tensor(ROWS, dtype=torch.float64)
+    key = (4, torch.float64, 0.25)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        torch.testing.assert_close(
+            _fused.fused_ev_softmax(x, 0.25, min_numel=0), expected(ROWS, 0.25)
+        )
+        assert not state["failed"] and state["seen"] == {key}
+        static = state["fn"]
+        assert static is not None and state["generic"] is None
+        # the same key again (other rows): the static compilation
+        flipped = _fused.fused_ev_softmax(x.flip(0).contiguous(), 0.25, min_numel=0)
+        torch.testing.assert_close(flipped, expected(ROWS[::-1], 0.25))
+        assert state["fn"] is static and state["generic"] is None
+        # a new row length past MAX_STATIC keys: the shape-generic compilation, the keys unchanged
+        y = x[:, :3].contiguous()
+        torch.testing.assert_close(
+            _fused.fused_ev_softmax(y, 0.0, min_numel=0), expected([r[:3] for r in ROWS])
+        )
+        assert state["generic"] is not None and state["seen"] == {key}
+        assert not state["failed"]
+
+
+def test_fused_kernel_body_works_row_by_row():
+    # the shift and the cap are per row: rows of very different scales, and a row whose rounded
+    # mean exceeds its own max beside a row with a larger max
+    far = [[1000.0, 999.0, 998.5, 997.0], [0.5, -1.0, -2.0, 3.0]]
+    probs, finite = _fused._body(torch.tensor(far, dtype=torch.float64), 0.1)
+    torch.testing.assert_close(probs, expected([[v - 990 for v in far[0]], far[1]], 0.1))
+    assert bool(finite)
+    x = torch.tensor([[-43.06771093] * 3, [5.0, 6.0, 7.0]])
+    probs, _ = _fused._body(x, 0.0)
+    torch.testing.assert_close(probs, torch.tensor([[1 / 3] * 3, definition([5.0, 6.0, 7.0])]))
