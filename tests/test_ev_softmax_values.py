@@ -260,6 +260,7 @@ def test_fused_kernel_bounds_direct(fused_calls):
     )
     assert _fused.fused_ev_softmax(torch.tensor(2.0), 0.0, min_numel=0) is None
     assert _fused.fused_ev_softmax(torch.zeros(0, 4), 0.0, min_numel=0) is None
+    assert _fused.fused_ev_softmax(torch.zeros(2, 0), 0.0, min_numel=0) is None  # no row length
     assert _fused.fused_ev_softmax(x[:1], 0.0, min_numel=0) is None
     two = _fused.fused_ev_softmax(x[:2], 0.0, min_numel=0)
     torch.testing.assert_close(two, expected(ROWS[:2]))
@@ -536,3 +537,29 @@ def test_fused_kernel_body_works_row_by_row():
     x = torch.tensor([[-43.06771093] * 3, [5.0, 6.0, 7.0]])
     probs, _ = _fused._body(x, 0.0)
     torch.testing.assert_close(probs, torch.tensor([[1 / 3] * 3, definition([5.0, 6.0, 7.0])]))
+    for eps in (1.0, 0.0):  # eps = 1 is a full-support weight (2 on the support, 1 off it)
+        probs, _ = _fused._body(torch.tensor(ROWS, dtype=torch.float64), eps)
+        torch.testing.assert_close(probs, expected(ROWS, eps))
+
+
+def test_a_failed_compilation_warns_once_and_is_not_retried(monkeypatch):
+    attempts = []
+
+    def broken(rows, eps):
+        attempts.append(rows.shape)
+        raise RuntimeError("no compiler")
+
+    state = {"fn": None, "generic": None, "failed": False, "seen": set()}
+    monkeypatch.setattr(_fused, "_state", state)
+    monkeypatch.setattr(_fused, "_compiled", lambda rows, eps: broken)
+    monkeypatch.setattr(_fused, "MIN_NUMEL", 0)
+    x = torch.tensor(ROWS)
+    with pytest.warns(
+        RuntimeWarning, match=r"unavailable \(RuntimeError: no compiler\); using the eager"
+    ):
+        torch.testing.assert_close(ev_softmax(x), expected(ROWS, dtype=torch.float32))
+    assert state["failed"] is True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        torch.testing.assert_close(ev_softmax(x, eps=0.5), expected(ROWS, 0.5, torch.float32))
+    assert attempts == [(3, 4)]
