@@ -10,8 +10,9 @@ Commands (run from the repository root with the project's Python):
 - ``snapshot MODULE...``: record the SHA-256 of the library's source files as the versions mutmut
   now mutates (in ``mutants/simplexity-measured.json``, with the date and the git commit); the date
   moves for the given modules and for changed files only.
-- ``names [--retest] FILE...``: print the mutants of these files that have no verdict yet (with
-  ``--retest`` also the survivors, to re-judge them after tests were added).
+- ``names [--retest] MODULE...``: print the mutants of these modules that have no verdict yet (with
+  ``--retest`` also the survivors not listed as equivalent, to judge them again after tests were
+  added).
 - ``write``: rewrite the generated part of ``docs/quality.md`` from the state in ``mutants/``.
 - ``check``: exit 1, naming the modules, if a module's source changed since ``docs/quality.md``
   measured it (needs neither mutmut nor ``mutants/``).
@@ -153,7 +154,13 @@ def snapshot(files: list[str]) -> None:
 
 def names(files: list[str], retest: bool) -> list[str]:
     wanted = {None, 0, 5, 33} if retest else {None}
-    return [k for f in files for k, v in _meta(f).items() if v in wanted]
+    equivalent = equivalents()  # survivors listed as equivalent are not run again
+    return [
+        k
+        for f in files
+        for k, v in _meta(f).items()
+        if v in wanted and (v is None or k not in equivalent)
+    ]
 
 
 def equivalents() -> dict[str, str]:
