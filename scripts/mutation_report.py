@@ -27,6 +27,7 @@ import datetime
 import fnmatch
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -124,8 +125,6 @@ def _git(*args: str) -> str:
 
 def generate() -> None:
     """Write mutants/ as the first step of ``mutmut run`` does, without running tests."""
-    import os
-
     import mutmut.__main__ as mm  # the steps of mutmut.__main__._run before its test runs (3.8)
     from mutmut.mutation.trampoline import set_mutant_under_test
 
@@ -148,6 +147,12 @@ def snapshot(files: list[str]) -> None:
                 "sha256": sha256(f),
                 "date": now,
                 "commit": head + ("+" if any(line.endswith(f) for line in dirty) else ""),
+                # a restricted test selection makes the score a lower bound: the report says so
+                "tests": " ".join(
+                    f"{var}={os.environ[var]}"
+                    for var in ("MUTATION_TESTS", "MUTATION_IGNORE")
+                    if os.environ.get(var)
+                ),
             }
     MEASURED.write_text(json.dumps(measured, indent=1, sort_keys=True))
 
@@ -225,6 +230,16 @@ def write() -> None:
             f"{t['no tests']} | {t['equivalent']} | {t['timeout']} | "
             f"{t['suspicious'] + t['segfault']} | {t['not checked']} | **{score}** | | |"
         )
+    restricted: dict[str, list[str]] = {}
+    for f in library_files():
+        if measured.get(f, {}).get("tests") and _module(f) not in unmeasured:
+            restricted.setdefault(measured[f]["tests"], []).append(f"`{_module(f)}`")
+    for selection, modules in restricted.items():
+        lines += [
+            "",
+            f"Measured with a restricted test selection ({selection}; the score is a "
+            "lower bound): " + ", ".join(modules) + ".",
+        ]
     lines += ["", "Not measured yet: " + (", ".join(f"`{m}`" for m in unmeasured) or "none") + "."]
     lines += [
         "",
