@@ -100,10 +100,12 @@ def expand(modules: list[str]) -> list[str]:
             if f == f"src/simplexity/{key}.py" or f.startswith(f"src/simplexity/{key}/")
         ]
         if not hits:
-            sys.exit(
+            print(
                 f"scripts/mutation: unknown module {module!r}; expected a package or file of "
-                f"src/simplexity, e.g. normalizers or normalizers/ev_softmax.py"
+                f"src/simplexity, e.g. normalizers or normalizers/ev_softmax.py",
+                file=sys.stderr,
             )
+            sys.exit(2)
         chosen += [f for f in hits if f not in chosen]
     return chosen
 
