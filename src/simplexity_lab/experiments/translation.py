@@ -33,12 +33,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from simplexity.normalizers import names as normalizer_names
 from simplexity_lab.data.multi30k import load_multi30k
 from simplexity_lab.engine.experiment import Experiment, register
 from simplexity_lab.engine.task import StepBatches, Task, TrainConfig
 from simplexity_lab.experiments._data import eval_subset
 from simplexity_lab.models.transformer import EOS, PAD, Seq2SeqTransformer
-from simplexity.nn.output import output_names
 
 __all__ = ["TranslationConfig", "TranslationTask", "train_tokenizer"]
 
@@ -48,7 +48,7 @@ class TranslationConfig(TrainConfig):
     """Config of the ``translation`` experiment (fields of :class:`TrainConfig` plus these).
 
     Attributes:
-        normalizer: a name in :func:`simplexity.nn.output.output_names`.
+        normalizer: a name in :func:`simplexity.normalizers.names`.
         output_normalizer: the output layer's, if not ``normalizer`` (``None``: the same); for
             ablations that separate the attention from the output layer.
         source, target: languages (``de``, ``en``).
@@ -91,9 +91,9 @@ class TranslationConfig(TrainConfig):
         super().__post_init__()
         for name in ("normalizer", "output_normalizer"):
             value = getattr(self, name)
-            if value is not None and value not in output_names():
+            if value is not None and value not in normalizer_names():
                 raise ValueError(
-                    f"unknown {name} {value!r}; expected one of {', '.join(output_names())}"
+                    f"unknown {name} {value!r}; expected one of {', '.join(normalizer_names())}"
                 )
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
@@ -240,11 +240,15 @@ class TranslationTask(Task):
         tokens, _ = self.model.greedy(src, max_len=self.config.max_len + 10)
         row = tokens[0].tolist()
         row = row[: row.index(EOS) + 1] if EOS in row else row
-        memory, valid = self.model.encode(src)
-        tgt_in = torch.cat([torch.ones(1, 1, dtype=torch.long), torch.tensor([row[:-1]])], 1)
-        x, tgt_valid = self.model._embed(tgt_in), tgt_in != PAD
+        memory, memory_padding = self.model.encode(src)
+        tgt_in = torch.cat(
+            [torch.ones(1, 1, dtype=torch.long), torch.tensor([row[:-1]], dtype=torch.long)], 1
+        )
+        x, tgt_padding = self.model._embed(tgt_in), tgt_in == PAD  # key_padding_mask: True = PAD
         for block in self.model.decoder:
-            x, weights = block(x, tgt_valid, causal=True, memory=memory, memory_valid=valid)
+            x, weights = block(
+                x, tgt_padding, causal=True, memory=memory, memory_padding=memory_padding
+            )
         w = weights[0].mean(0)  # last layer, mean over heads: (Lt, Ls)
         fig, ax = plt.subplots(figsize=(6, 5))
         ax.imshow(w.numpy(), cmap="Greys", vmin=0, vmax=1)
