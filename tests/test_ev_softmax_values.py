@@ -421,10 +421,14 @@ def test_loss_tensor_checks():
 
 def test_function_argument_checks():
     x = torch.tensor(ROWS)
-    with pytest.raises(ValueError, match="x must have at least one dimension"):
+    with pytest.raises(
+        ValueError, match=r"^x must have at least one dimension \(the one to normalize\)"
+    ):
         ev_softmax(torch.tensor(1.0))
-    with pytest.raises(ValueError, match="x must have at least one dimension"):
+    with pytest.raises(ValueError, match=r"^x must have at least one dimension"):
         log_ev_softmax(torch.tensor(1.0))
+    with pytest.raises(TypeError, match=r"^x must be a floating-point tensor"):
+        log_ev_softmax(x.long())
     with pytest.raises(ValueError, match=r"eps must be a finite number >= 0, got -1"):
         log_ev_softmax(x, eps=-1)
     with pytest.raises(ValueError, match=r"eps must be a finite number >= 0, got -0.1"):
@@ -563,3 +567,22 @@ def test_a_failed_compilation_warns_once_and_is_not_retried(monkeypatch):
         warnings.simplefilter("error")
         torch.testing.assert_close(ev_softmax(x, eps=0.5), expected(ROWS, 0.5, torch.float32))
     assert attempts == [(3, 4)]
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.5])
+def test_an_entry_below_the_mean_by_the_smallest_normal_is_off_the_support(eps):
+    tiny = torch.finfo(torch.float32).tiny
+    x = torch.tensor([[-tiny, tiny, 0.0]])  # mean 0 exactly: the first entry is below it
+    want = torch.tensor([[eps, 1 + eps, 1 + eps]]) / (eps + 2 * (1 + eps))
+    torch.testing.assert_close(ev_softmax(x, eps=eps), want)
+    torch.testing.assert_close(
+        ev_softmax(x, mask=torch.ones_like(x, dtype=torch.bool), eps=eps), want
+    )
+
+
+def test_masked_rows_whose_rounded_mean_exceeds_their_valid_entries_stay_uniform():
+    x = torch.tensor([[-43.06771093] * 3 + [5.0]])
+    mask = torch.tensor([[True, True, True, False]])
+    want = torch.tensor([[1 / 3] * 3 + [0.0]])
+    torch.testing.assert_close(ev_softmax(x, mask=mask), want)
+    torch.testing.assert_close(log_ev_softmax(x, mask=mask), want.log())
