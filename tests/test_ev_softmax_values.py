@@ -586,3 +586,10 @@ def test_masked_rows_whose_rounded_mean_exceeds_their_valid_entries_stay_uniform
     want = torch.tensor([[1 / 3] * 3 + [0.0]])
     torch.testing.assert_close(ev_softmax(x, mask=mask), want)
     torch.testing.assert_close(log_ev_softmax(x, mask=mask), want.log())
+
+
+def test_loss_module_passes_ignore_index():
+    x = torch.tensor(ROWS, dtype=torch.float64)
+    y = torch.tensor([2, -1, 0])
+    want = nll([ROWS[0], ROWS[2]], [2, 0], 0.1).double().mean()
+    torch.testing.assert_close(EvSoftmaxLoss(eps=0.1, ignore_index=-1)(x, y), want)

@@ -358,3 +358,10 @@ def test_baseline_maps_name_the_bad_argument(name):
         fn(X, mask=torch.ones(3, 5, dtype=torch.bool))
     with pytest.raises(TypeError, match=r"^mask must be a boolean tensor"):
         fn(X, mask=torch.ones(3, 4))
+
+
+def test_baseline_maps_reject_a_scalar():
+    with pytest.raises(
+        ValueError, match=r"^x must have at least one dimension \(the one normalized\)"
+    ):
+        baselines.sparsemax(torch.tensor(1.0))
