@@ -27,6 +27,7 @@ are biased estimators of the discrete objective; REINFORCE and RLOO are unbiased
 the exact :math:`g`, all flattened over data points, variables and parameters):
 
 - ``cosine``: :math:`\cos(\bar g, g)`;
+- ``scale``: :math:`\|\bar g\| / \|g\|` (a mean estimate that vanishes has a cosine but no use);
 - ``rel_error``: :math:`\|\bar g - g\| / \|g\|` (includes the Monte Carlo error of
   :math:`\bar g`, whose expected size is ``noise_floor``);
 - ``rel_bias``: :math:`\sqrt{\max(0, \|\bar g - g\|^2 - \operatorname{tr}\hat\Sigma/M)}/\|g\|`,
@@ -37,10 +38,11 @@ the exact :math:`g`, all flattened over data points, variables and parameters):
   estimate: what stochastic gradient descent feels.
 
 Rows for every method × temperature go to ``summary["rows"]``; ``metrics`` keeps, per stage,
-target and method, the least biased temperature (the largest ``cosine``) and its numbers, and
-flags one on the edge of the grid (``test/.../tau_on_edge``). The bias is the criterion because
-averaging over steps removes variance but not bias; ``rel_rmse`` would favour a temperature at
-which the estimate vanishes (a zero estimate has ``rel_rmse`` 1). ``python -m
+target and method, the least biased temperature (the largest ``cosine`` among the temperatures
+whose mean estimate keeps ``scale >= 0.1``) and its numbers, and flags one on the edge of the grid
+(``test/.../tau_on_edge``). The bias is the criterion because averaging over steps removes
+variance but not bias; ``rel_rmse`` would favour a temperature at which the estimate vanishes (a
+zero estimate has ``rel_rmse`` 1). ``python -m
 simplexity_lab.experiments.gradient_quality report RUN...`` writes the markdown tables.
 
 Excluded: IGR-Planar and IGR-SB, whose zero-temperature pmf has no differentiable closed form or
@@ -201,6 +203,7 @@ def gradient_metrics(estimates: Tensor, exact: Tensor) -> dict[str, float]:
     bias2 = max(0.0, error2 - trace / num)
     return {
         "cosine": cosine,
+        "scale": float(mean.norm()) / math.sqrt(norm2),
         "rel_error": math.sqrt(error2 / norm2),
         "noise_floor": math.sqrt(trace / num / norm2),
         "rel_bias": math.sqrt(bias2 / norm2),
@@ -536,10 +539,17 @@ class GradientQualityTask(Task):
         }
 
 
+MIN_SCALE = 0.1
+"""A temperature whose mean estimate is shorter than this fraction of the exact gradient is not
+the least biased one, whatever its cosine (the estimate vanishes)."""
+
+
 def _best_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The least biased row: the largest cosine (then the smallest variance)."""
+    """The least biased row: the largest cosine (then the smallest variance) among the rows with
+    ``scale >= MIN_SCALE`` (all rows if none has)."""
     finite = [r for r in rows if math.isfinite(r["cosine"])] or rows
-    return max(finite, key=lambda r: (round(r["cosine"], 3), -r["rel_variance"]))
+    alive = [r for r in finite if r.get("scale", 1.0) >= MIN_SCALE] or finite
+    return max(alive, key=lambda r: (round(r["cosine"], 3), -r["rel_variance"]))
 
 
 def _best_metrics(rows: list[dict[str, Any]], grid: Sequence[float]) -> dict[str, float]:
@@ -551,7 +561,7 @@ def _best_metrics(rows: list[dict[str, Any]], grid: Sequence[float]) -> dict[str
     for (stage, target, method), members in groups.items():
         best = _best_row(members)
         prefix = f"test/{stage}/{target}/{method}"
-        for key in ("cosine", "rel_bias", "rel_variance", "rel_rmse"):
+        for key in ("cosine", "scale", "rel_bias", "rel_variance", "rel_rmse"):
             out[f"{prefix}/{key}"] = best[key]
         if best["temperature"] is not None:
             out[f"{prefix}/tau"] = float(best["temperature"])
@@ -620,9 +630,9 @@ def report_tables(record: dict[str, Any]) -> str:
             lines.append(f"**{stage}, {target}** (each method at its least biased temperature)")
             lines.append("")
             lines.append(
-                "| method | τ | cosine | rel. bias | rel. variance | rel. RMSE | noise floor |"
+                "| method | τ | cosine | scale | rel. bias | rel. variance | rel. RMSE | noise floor |"
             )
-            lines.append("|---|---|---|---|---|---|---|")
+            lines.append("|---|---|---|---|---|---|---|---|")
             for method in methods:
                 group = [r for r in members if r["method"] == method]
                 best = _best_row(group)
@@ -630,7 +640,8 @@ def report_tables(record: dict[str, Any]) -> str:
                 edge = " (edge)" if tau is not None and tau in (min(grid), max(grid)) else ""
                 lines.append(
                     f"| {method} | {_fmt(tau, 2) if tau is not None else '—'}{edge} | "
-                    f"{_fmt(best['cosine'])} | {_fmt(best['rel_bias'])} | "
+                    f"{_fmt(best['cosine'])} | {_fmt(best.get('scale'), 2)} | "
+                    f"{_fmt(best['rel_bias'])} | "
                     f"{_fmt(best['rel_variance'])} | {_fmt(best['rel_rmse'])} | "
                     f"{_fmt(best['noise_floor'])} |"
                 )
