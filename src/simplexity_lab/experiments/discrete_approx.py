@@ -21,9 +21,9 @@ Metrics: ``test/tv`` — the total-variation distance between the pmf of ``eval_
 
 The "valid" and "test" metrics are computed from two independent sample streams: each split draws
 its samples from the global RNG seeded with its own seed derived from the run's seed
-(:data:`EVAL_STREAMS`), never the seed that training draws from. "valid" (which selects the
-checkpoint) is the same stream at every validation; "test" is held out from the selection, and the
-run's kept ``discretized_pmf`` is the test stream's pmf.
+(:data:`EVAL_STREAMS`), never the seed that training draws from. "valid" (the monitor during
+training) is the same stream at every validation; "test" is held out from it, and the run's kept
+``discretized_pmf`` is the test stream's pmf.
 
 Usage::
 
