@@ -57,7 +57,7 @@ class VQVAEConfig(TrainConfig):
         top_k: k of the top-k accuracy.
     """
 
-    steps: int = 9375  # 10 epochs of 60,000 / 64 code grids
+    steps: int = 9375  # 12 epochs of the 50,000-image training split, 64 code grids a batch
     batch_size: int = 64
     lr: str = "1e-3"
     val_every: int = 1000
@@ -230,7 +230,7 @@ EXPERIMENT = register(
                 prior_layers=2,
                 samples_per_class=2,
             ),
-            # every normalizer alike when 10 prior epochs do not fit: 3,000 prior steps (3.2 epochs)
+            # every normalizer alike when 10 prior epochs do not fit: 3,000 prior steps (3.84 epochs of the 50,000-image split)
             "short": {"steps": 3000, "val_every": 1000},
             "paper": {},
         },
