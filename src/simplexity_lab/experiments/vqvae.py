@@ -230,7 +230,7 @@ EXPERIMENT = register(
                 prior_layers=2,
                 samples_per_class=2,
             ),
-            # every normalizer alike when 10 prior epochs do not fit: 3,000 prior steps (3.84 epochs of the 50,000-image split)
+            # every normalizer alike when 12 prior epochs do not fit: 3,000 steps (3.84 epochs of 50,000 images)
             "short": {"steps": 3000, "val_every": 1000},
             "paper": {},
         },
