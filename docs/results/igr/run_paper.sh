@@ -7,8 +7,9 @@
 #
 # quick: relaxation-timing, discrete-approx (all targets and truncations), sop (3 seeds each;
 #        SOP_BUDGET: short = 10 epochs, or paper = 100).
-# vae:   temperature selection on MNIST, then igr-vae (VAE_BUDGET: short = 6 epochs, reduced = 20,
-#        or paper = 100).
+# vae:   temperature selection per data set (nonlinear net; grids extended until the best tau is
+#        strictly inside), then igr-vae at the selected tau (VAE_BUDGET: short = 6 epochs,
+#        reduced = 20, or paper = 100); runs kept at the same tau are not rerun.
 # Two workers of the same queue share its runs (one core each): a run one holds, the other skips.
 # session: everything in one queue for one core, the cheapest results first: timing, discrete-approx,
 #        sop for the first seed, the VAEs, then sop for the other seeds:
@@ -62,20 +63,33 @@ sop() {  # sop SEED...
     done
 }
 
-tau() {  # tau RELAXATION: the selected temperature (selection on MNIST, nonlinear)
-    "$PYTHON" -c "import json,sys; print(json.load(open('$OUT/igr-vae-select-mnist-nonlinear/selected_temperature.json'))['selected']['$1'])"
+tau() {  # tau DATASET RELAXATION: the temperature selected on DATASET's validation split (nonlinear)
+    "$PYTHON" -c "import json,sys; print(format(json.load(open('$OUT/igr-vae-select-$1-nonlinear/selected_temperature.json'))['selected']['$2'], 'g'))"
+}
+
+kept_at() {  # kept_at NAME T: a kept run NAME (named before names carried tau) trained at T
+    "$PYTHON" -c "import json,sys; c=json.load(open('docs/results/igr/runs/igr-vae/$1/config.json')); sys.exit(0 if abs(c['temperature']-$2)<1e-12 else 1)" 2>/dev/null
 }
 
 vae() {
-    "$SIMPLEXITY" select-temperature --dataset mnist --net nonlinear --out "$OUT" || exit 1
+    # one selection per data set (nonlinear net), each grid extended until its best tau is inside;
+    # the linear net uses its data set's nonlinear selection
+    for dataset in mnist fashion_mnist omniglot; do
+        kept=docs/results/igr/runs/igr-vae-select-$dataset-nonlinear  # kept runs are not rerun
+        if [ -d "$kept" ] && [ ! -d "$OUT/igr-vae-select-$dataset-nonlinear" ]; then cp -r "$kept" "$OUT/"; fi
+        "$SIMPLEXITY" select-temperature --dataset "$dataset" --net nonlinear --out "$OUT" \
+            --grid 0.03,0.05,0.1,0.15,0.25,0.5,0.67,1 || exit 1
+    done
     for seed in $SEEDS; do
         for net in nonlinear linear; do
             if [ "$net" = linear ] && [ "$seed" != 0 ]; then continue; fi
             for dataset in mnist fashion_mnist omniglot; do
                 for relaxation in gumbel_softmax igr_i igr_planar igr_sb; do
-                    t=$(tau "$relaxation")
-                    go "$VAE_BUDGET-$dataset-$net-$relaxation-seed$seed" igr-vae "$VAE_BUDGET" \
-                        "dataset=$dataset" "net=$net" "relaxation=$relaxation" \
+                    t=$(tau "$dataset" "$relaxation")
+                    old="$VAE_BUDGET-$dataset-$net-$relaxation-seed$seed"
+                    if kept_at "$old" "$t"; then echo "kept: $old (tau = $t)"; continue; fi
+                    go "$VAE_BUDGET-$dataset-$net-$relaxation-tau=$t-seed$seed" igr-vae \
+                        "$VAE_BUDGET" "dataset=$dataset" "net=$net" "relaxation=$relaxation" \
                         "temperature=$t" "seed=$seed"
                 done
             done
