@@ -7,7 +7,8 @@ The record (:func:`start_record`, :func:`write_record`): each script writes its 
 ``docs/benchmarks/<script>.json`` (or ``--out``) with what is needed to judge them: the machine (CPU
 model, cores, cache, the load average when the run started and ended, the process's niceness), the
 versions (python, torch, numpy, entmax, lightning when loaded), torch's thread count, the git commit
-and whether the work tree had uncommitted changes, the exact command line and the UTC date.
+and whether the work tree had uncommitted changes, the ``SIMPLEXITY_*`` environment variables, the
+exact command line and the UTC date.
 ``simplexity report benchmarks`` writes the tables of ``docs/benchmarks.md`` from these files.
 """
 
@@ -145,6 +146,7 @@ def start_record(benchmark: str, settings: dict[str, Any]) -> dict[str, Any]:
         "benchmark": benchmark,
         "command": shlex.join(["python", *sys.argv]),
         "settings": settings,
+        "environment": {k: v for k, v in sorted(os.environ.items()) if k.startswith("SIMPLEXITY_")},
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "git": {
             "commit": _git("rev-parse", "HEAD"),

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> Path:
                         help="the JSON record (default docs/benchmarks/normalizers.json)")  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    record = start_record("normalizers", {**vars(args), "out": str(args.out), "dtype": "float32",
+    record = start_record("normalizers", {**vars(args), "dtype": "float32",
                                           "shapes": SHAPES, "maps": list(MAPS),
                                           "targets": TARGETS})  # fmt: skip
     print("| (batch, K) | pass | " + " | ".join(MAPS) + " |")

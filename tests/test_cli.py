@@ -53,7 +53,10 @@ def test_console_entry_point_and_unknown_command():
         (["run", "vae", "--budget", "huge"], "unknown budget 'huge'"),
         (["run", "cvae", "--set", "normalizer=nope"], "unknown normalizer 'nope'"),
         (["table", "/nonexistent/run"], "neither a run directory"),
-        (["report", "nope"], "unknown results page 'nope'; expected one of: evsoftmax, flows, igr"),
+        (
+            ["report", "nope"],
+            "unknown results page 'nope'; expected one of: benchmarks, evsoftmax, flows, igr",
+        ),
         (["select-temperature", "--relaxations", "softmax"], "relaxation must be one of"),
         (["select-temperature", "--grid", "0.1,x"], "--grid must be comma-separated numbers"),
     ],

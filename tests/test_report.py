@@ -28,6 +28,15 @@ TABLES = {
         "translation-diagnostics",
     },
     "flows": {"maxent-dirichlet"},
+    "benchmarks": {
+        "runs",
+        "normalizers",
+        "normalizers-rounds",
+        "normalizers-targets",
+        "relaxations",
+        "engine-overhead",
+        "attention",
+    },
 }
 
 
@@ -51,12 +60,13 @@ def test_pages_registered() -> None:
 
 @pytest.mark.parametrize("page", sorted(TABLES))
 def test_tables_regenerate_byte_for_byte(page: str, tmp_path: Path) -> None:
-    written = build_page(page, RESULTS, out=tmp_path, figures=False)
+    results = REPO / PAGES[page].results  # docs/results, or docs for the benchmarks
+    written = build_page(page, results, out=tmp_path, figures=False)
     tables = {p.stem for p in written if p.parent == tmp_path / page and p.suffix == ".md"}
     assert TABLES[page] <= tables
     assert tmp_path / f"{page}.md" in written  # the page itself, with its tables embedded
     assert not any(p.suffix == ".png" for p in written)
-    assert _differences(written, tmp_path, RESULTS) == []
+    assert _differences(written, tmp_path, results) == []
 
 
 def _copy_page(page: str, dst: Path) -> Path:
@@ -153,3 +163,42 @@ def test_figures_are_deterministic(tmp_path: Path) -> None:
     for path in figures:
         assert path.read_bytes() == (tmp_path / "b" / path.relative_to(tmp_path / "a")).read_bytes()
     assert len(second) == len(first)
+
+
+BENCHMARKS = REPO / "docs" / "benchmarks"
+
+
+def test_benchmark_tables_follow_their_records(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    (docs / "benchmarks").mkdir(parents=True)
+    shutil.copyfile(REPO / "docs" / "benchmarks.md", docs / "benchmarks.md")
+    for record in BENCHMARKS.glob("*.json"):
+        shutil.copyfile(record, docs / "benchmarks" / record.name)
+    # one raw sample of the relaxations changes: their table and the page differ, nothing else
+    path = docs / "benchmarks" / "relaxations.json"
+    record = json.loads(path.read_text())
+    samples = record["results"][0]["seconds_per_step"]["IGR-I"]
+    samples[:] = [10 * t for t in samples]
+    path.write_text(json.dumps(record))
+    (docs / "benchmarks" / "engine_overhead.json").unlink()  # a missing record: a note, no table
+    out = tmp_path / "out"
+    bad = _differences(build_page("benchmarks", docs, out=out), out, REPO / "docs")
+    assert set(bad) == {
+        f"{BENCHMARKS / 'relaxations.md'} differs from its regeneration",
+        f"{BENCHMARKS / 'engine-overhead.md'} differs from its regeneration",
+        f"{BENCHMARKS / 'runs.md'} differs from its regeneration",
+        f"{REPO / 'docs' / 'benchmarks.md'} differs from its regeneration",
+    }
+    note = (out / "benchmarks" / "engine-overhead.md").read_text()
+    assert note.startswith("*No record kept: `docs/benchmarks/engine_overhead.json` is missing")
+    assert "| IGR-I |" in (out / "benchmarks" / "relaxations.md").read_text()
+
+
+def test_report_benchmarks_defaults_to_docs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(REPO)  # the default results folder is relative: docs for this page
+    assert main(["report", "benchmarks", "--out", str(tmp_path), "--no-figures"]) == 0
+    written = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    assert tmp_path / "benchmarks.md" in written
+    assert _differences(written, tmp_path, REPO / "docs") == []

@@ -106,9 +106,10 @@ def _table(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from simplexity_lab.report import build_page
+    from simplexity_lab.report import PAGES, build_page
 
-    for path in build_page(args.page, args.results, out=args.out, figures=not args.no_figures,
+    results = args.results if args.results is not None else PAGES[args.page].results
+    for path in build_page(args.page, results, out=args.out, figures=not args.no_figures,
                            keep=args.runs):  # fmt: skip
         print(path)
     return 0
@@ -232,9 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(metrics, configs, histories: no checkpoints). With --runs, first keep the results of "
         "the finished runs under that folder.",
     )
-    report.add_argument("page", help="the results page: igr, evsoftmax or flows")
-    report.add_argument("--results", default="docs/results", metavar="D",
-                        help="the results folder (default docs/results)")  # fmt: skip
+    report.add_argument("page", help="the results page: igr, evsoftmax, flows or benchmarks")
+    report.add_argument("--results", default=None, metavar="D",
+                        help="the results folder (default docs/results; docs for benchmarks)")  # fmt: skip
     report.add_argument("--runs", default=None, metavar="D",
                         help="keep the finished runs under D first (e.g. runs/igr)")  # fmt: skip
     report.add_argument("--out", default=None, metavar="D",

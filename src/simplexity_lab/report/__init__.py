@@ -1,16 +1,16 @@
 """The results pages, regenerated from the kept runs: ``simplexity report PAGE``.
 
-Each page (:data:`PAGES`: ``igr``, ``evsoftmax``, ``flows``) is a module that registers a
-:class:`~simplexity_lab.report.page.Page`; :func:`build_page` writes its tables and figures from the
-results kept in the repository (``docs/results/<page>/runs/``), after keeping those of new runs
-when asked (:func:`keep_runs`).
+Each page (:data:`PAGES`: ``igr``, ``evsoftmax``, ``flows``, ``benchmarks``) is a module that
+registers a :class:`~simplexity_lab.report.page.Page`; :func:`build_page` writes its tables and
+figures from the results kept in the repository (``docs/results/<page>/runs/``; the benchmark
+records in ``docs/benchmarks/``), after keeping those of new runs when asked (:func:`keep_runs`).
 """
 
 from __future__ import annotations
 
 # isort: off
 from simplexity_lab.report.page import KEPT_FILES, PAGES, Page, PageBuild, build_page, keep_runs
-from simplexity_lab.report import evsoftmax, flows, igr
+from simplexity_lab.report import benchmarks, evsoftmax, flows, igr
 
 # isort: on
 
@@ -19,6 +19,7 @@ __all__ = [
     "PAGES",
     "Page",
     "PageBuild",
+    "benchmarks",
     "build_page",
     "evsoftmax",
     "flows",

@@ -97,12 +97,16 @@ class Page:
         build: ``build(page_build)`` writes the tables and figures from the kept results.
         snapshot: ``snapshot(record, run_dir, folder)`` copies plots of a run being kept into
             the page's folder and returns the files written (``None``: the page keeps none).
+        results: the page's results folder, relative to the repository root (the default of
+            ``simplexity report --results``): ``docs/results``, or ``docs`` for
+            ``docs/benchmarks.md``.
     """
 
     name: str
     description: str
     build: Callable[[PageBuild], None]
     snapshot: Callable[[dict[str, Any], Path, Path], list[Path]] | None = None
+    results: str = "docs/results"
 
 
 PAGES: Registry[Page] = Registry("results page")
