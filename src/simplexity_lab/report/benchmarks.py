@@ -262,7 +262,7 @@ def attention_table(records: dict[str, Record]) -> str:
                     zero = res["zero_fraction"].get(method.replace("_dense", ""))
                     lines.append(
                         f"| `{name}` | {res['length']} | {mode} | {method} | {entry['timing']} | "
-                        f"{statistics.median(m['seconds']):.3f} | {_ratio(ratio)} | "
+                        f"{statistics.median(m['seconds']):.3g} | {_ratio(ratio)} | "
                         f"{m['peak_bytes'] / 2**20:.1f} | "
                         f"{_ratio(m['peak_bytes'] / max(base['peak_bytes'], 1))} | "
                         f"{'—' if zero is None else f'{zero:.1%}'} |"
