@@ -55,7 +55,7 @@ def test_console_entry_point_and_unknown_command():
         (["table", "/nonexistent/run"], "neither a run directory"),
         (
             ["report", "nope"],
-            "unknown results page 'nope'; expected one of: benchmarks, evsoftmax, flows, igr",
+            "unknown results page 'nope'; expected one of: benchmarks, estimators, evsoftmax, flows, igr",
         ),
         (["select-temperature", "--relaxations", "softmax"], "relaxation must be one of"),
         (["select-temperature", "--grid", "0.1,x"], "--grid must be comma-separated numbers"),

@@ -28,6 +28,7 @@ TABLES = {
         "translation-diagnostics",
     },
     "flows": {"maxent-dirichlet"},
+    "estimators": {"gradient-quality", "gradient-quality-runs"},
     "benchmarks": {
         "runs",
         "normalizers",

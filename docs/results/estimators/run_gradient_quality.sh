@@ -38,8 +38,7 @@ all() {
 }
 
 report() {
-    "$PYTHON" -m simplexity_lab.experiments.gradient_quality report \
-        "$OUT/$EXP/toy-3x4" "$OUT/$EXP/vae-3x4" "$OUT/$EXP/vae-2x8"
+    "$SIMPLEXITY" report estimators --runs "$OUT"
 }
 
 mkdir -p "$OUT"

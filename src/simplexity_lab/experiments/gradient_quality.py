@@ -58,7 +58,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import math
@@ -601,8 +600,7 @@ _EXPERIMENT = Experiment(
         "--set num_variables=3 --set num_categories=4"
     ),
 )
-# run as ``python -m``, this file is __main__ and the package import has registered it already
-EXPERIMENT = register(_EXPERIMENT) if __name__ != "__main__" else _EXPERIMENT
+EXPERIMENT = register(_EXPERIMENT)
 
 
 # ----------------------------------------------------------------------------------- the report
@@ -692,23 +690,3 @@ def report(runs: Sequence[str | Path]) -> str:
         title += f"; S = {c['evaluations']} evaluations per estimate, M = {c['estimates']}"
         parts.append(f"### {title}\n\n{report_tables(record)}")
     return "\n".join(parts)
-
-
-def _cli(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m simplexity_lab.experiments.gradient_quality",
-        description="gradient-quality helpers: `report` prints the markdown tables of runs.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    rep = sub.add_parser("report", help="markdown tables of finished runs")
-    rep.add_argument("runs", nargs="+", help="run directories or their metrics.json")
-    args = parser.parse_args(argv)
-    try:
-        print(report(args.runs))
-    except (FileNotFoundError, KeyError, json.JSONDecodeError) as error:
-        parser.exit(2, f"{parser.prog}: error: {error}\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_cli())

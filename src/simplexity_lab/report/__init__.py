@@ -1,6 +1,6 @@
 """The results pages, regenerated from the kept runs: ``simplexity report PAGE``.
 
-Each page (:data:`PAGES`: ``igr``, ``evsoftmax``, ``flows``, ``benchmarks``) is a module that
+Each page (:data:`PAGES`: ``igr``, ``evsoftmax``, ``flows``, ``estimators``, ``benchmarks``) is a module that
 registers a :class:`~simplexity_lab.report.page.Page`; :func:`build_page` writes its tables and
 figures from the results kept in the repository (``docs/results/<page>/runs/``; the benchmark
 records in ``docs/benchmarks/``), after keeping those of new runs when asked (:func:`keep_runs`).
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 # isort: off
 from simplexity_lab.report.page import KEPT_FILES, PAGES, Page, PageBuild, build_page, keep_runs
-from simplexity_lab.report import benchmarks, evsoftmax, flows, igr
+from simplexity_lab.report import benchmarks, estimators, evsoftmax, flows, igr
 
 # isort: on
 
@@ -21,6 +21,7 @@ __all__ = [
     "PageBuild",
     "benchmarks",
     "build_page",
+    "estimators",
     "evsoftmax",
     "flows",
     "igr",
