@@ -35,9 +35,19 @@ __all__ = [
     "default_temperature",
 ]
 
-DEFAULT_TEMPERATURE = {"gumbel_softmax": 0.67, "gumbel_softmax_st": 0.67}
-"""Temperature when ``temperature="auto"``: 0.67 for the Gumbel-softmax, 0.1 for the IGR family
-(the values the IGR paper's validation search typically picked)."""
+DEFAULT_TEMPERATURE = {
+    "gumbel_softmax": 0.67,
+    "gumbel_softmax_st": 0.67,
+    "st_gumbel": 0.67,
+    "gumbel_rao": 0.67,
+    "straight_through": 1.0,
+    "reinmax": 1.0,
+    "decoupled_st": 1.0,
+}
+"""Temperature when ``temperature="auto"``: 0.67 for the Gumbel-softmax and its straight-through
+forms (the value the IGR paper's validation search typically picked for it), 1 for
+straight-through and ReinMax (the plain softmax's gradient; ReinMax's authors recommend τ ≥ 1) and
+for decoupled straight-through's backward temperature, and 0.1 for the IGR family."""
 
 
 def default_temperature(relaxation: str) -> str:
@@ -46,6 +56,8 @@ def default_temperature(relaxation: str) -> str:
     Example:
         >>> default_temperature("gumbel_softmax"), default_temperature("igr_sb")
         ('0.67', '0.1')
+        >>> default_temperature("reinmax")
+        '1.0'
     """
     return repr(DEFAULT_TEMPERATURE.get(relaxation, 0.1))
 
