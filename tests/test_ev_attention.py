@@ -138,6 +138,16 @@ def test_ties_at_the_threshold_are_kept():
     assert (weights[0, 0] > 0).tolist() == [True, True, True, False]
     assert (weights[0, 1] > 0).tolist() == [True, False, True, True]
     torch.testing.assert_close(weights, dense(q, k, v, scale=1.0), rtol=0, atol=1e-15)
+    # the eps family weighs a tie as a kept key too: (1 + eps) e^s against eps e^s
+    for dtype in (torch.float32, DT):
+        family = ev_softmax_attention(q.to(dtype), k.to(dtype), v.to(dtype), scale=1.0, eps=0.5)
+        expected = dense(q.to(dtype), k.to(dtype), v.to(dtype), scale=1.0, eps=0.5)
+        torch.testing.assert_close(family, expected, rtol=0, atol=1e-6)
+        scores = torch.tensor([[2.0, 1.0, 0.0, -3.0], [1.0, -1.0, 0.0, 0.0]], dtype=dtype)
+        by_hand = (
+            torch.tensor([[1.5, 1.5, 1.5, 0.5], [1.5, 0.5, 1.5, 1.5]], dtype=dtype)
+        ) * scores.exp()
+        torch.testing.assert_close(family[0], by_hand / by_hand.sum(-1, keepdim=True))
     # causal prefix means: query 1 sees scores 1, -1 (mean 0): key 0 only
     causal = ev_softmax_attention(q, k[:, :2], v[:, :2, :2], is_causal=True, scale=1.0)
     assert causal[0].tolist() == [[1.0, 0.0], [1.0, 0.0]]

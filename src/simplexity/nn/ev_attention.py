@@ -303,10 +303,13 @@ def _normalize_(
         F.threshold(scores, -tiny, -math.inf, inplace=True)
     else:
         # weights (1 + eps) e^s on the support, eps e^s off it: softmax is shift invariant, so adding
-        # log((1 + eps) / eps) on the support is adding log(eps / (1 + eps)) off it
-        kept = scores > -tiny
-        none_kept = ~kept.any(-1)
-        scores.add_(kept, alpha=-_off_support(eps))
+        # log((1 + eps) / eps) on the support is adding log(eps / (1 + eps)) off it. The support's
+        # indicator in floats, s / tiny + 1 clamped to [0, 1] (1 for s >= 0, 0 for s <= -tiny):
+        # comparisons into boolean tensors and their reductions are several times slower on a CPU
+        none_kept = scores.amax(-1) <= -tiny
+        indicator = scores.mul(1.0 / tiny).add_(1.0).clamp_(0.0, 1.0)
+        scores.add_(indicator, alpha=-_off_support(eps))
+        del indicator
     probs = softmax_kernel("softmax_", scores, -1)
     if empty is not None:
         probs.masked_fill_(empty.unsqueeze(-1), 0.0)
