@@ -50,7 +50,7 @@ References:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -99,6 +99,25 @@ class _Plan:
     bias: Tensor | None
     empty: Tensor | None
     dropout_p: float
+    workspace: dict[str, Tensor] = field(default_factory=dict)
+
+    def tile(self, name: str, shape: tuple[int, ...]) -> Tensor:
+        """A (shape) view of the reusable buffer ``name``: each block's scores, weights and masks are
+        written into the same memory (a fresh allocation per block costs page faults)."""
+        numel = math.prod(shape)
+        buffer = self.workspace.get(name)
+        if buffer is None or buffer.numel() < numel:
+            largest = max(numel, self.group() * min(self.rows, self.query_len) * self.key_len)
+            buffer = self.q.new_empty(largest)
+            self.workspace[name] = buffer
+        return buffer[:numel].view(shape)
+
+    def group(self) -> int:
+        """Batch entries per block."""
+        n = math.prod(self.batch)
+        if self.general:
+            return n
+        return max(1, min(n, BLOCK_ELEMENTS // (self.rows * max(self.key_len, 1))))
 
     def blocks(self) -> list[tuple[slice, int, int, int]]:
         """(heads, start, end, key_end) of each block of batch entries and queries.
@@ -107,9 +126,7 @@ class _Plan:
         long keys (the block stays in cache between the product, the softmax and the next product),
         several batch entries at once for short ones. Causal blocks stop at their last query's key.
         """
-        n = math.prod(self.batch)
-        width = max(self.key_len, 1)
-        group = n if self.general else max(1, min(n, BLOCK_ELEMENTS // (self.rows * width)))
+        n, group = math.prod(self.batch), self.group()
         out = []
         for first in range(0, n, group):
             heads = slice(first, min(first + group, n))
@@ -240,7 +257,8 @@ def _centred_scores(plan: _Plan, block: Block) -> tuple[Tensor, Tensor | None]:
     heads, start, end, key_end = block
     # the scaled rows are a contiguous copy: bmm's path for a batch-strided first operand is slower
     queries = plan.q[heads, start:end] * plan.scale
-    scores = torch.bmm(queries, plan.k[heads, :key_end].transpose(1, 2))
+    scores = plan.tile("scores", (queries.shape[0], end - start, key_end))
+    torch.bmm(queries, plan.k[heads, :key_end].transpose(1, 2), out=scores)
     if plan.threshold is not None:
         scores.sub_(plan.threshold[heads, start:end])
     if not plan.general:
@@ -285,11 +303,12 @@ def _centred_scores(plan: _Plan, block: Block) -> tuple[Tensor, Tensor | None]:
 
 
 def _normalize_(
-    scores: Tensor, eps: float, empty: Tensor | None, *, cap: bool
+    scores: Tensor, eps: float, empty: Tensor | None, *, cap: bool, spare: Tensor | None = None
 ) -> tuple[Tensor, Tensor | None]:
     """ev-softmax of centred scores (threshold 0) in place; also, for ``eps > 0``, which rows kept no key.
 
-    ``cap`` moves the threshold down to a row's max where rounding put every score below it.
+    ``cap`` moves the threshold down to a row's max where rounding put every score below it;
+    ``spare`` is a buffer of ``scores``' shape for the eps family's indicator.
     """
     tiny = torch.finfo(scores.dtype).tiny
     if cap:
@@ -307,7 +326,8 @@ def _normalize_(
         # indicator in floats, s / tiny + 1 clamped to [0, 1] (1 for s >= 0, 0 for s <= -tiny):
         # comparisons into boolean tensors and their reductions are several times slower on a CPU
         none_kept = scores.amax(-1) <= -tiny
-        indicator = scores.mul(1.0 / tiny).add_(1.0).clamp_(0.0, 1.0)
+        indicator = torch.mul(scores, 1.0 / tiny, out=spare) if spare is not None else scores / tiny
+        indicator.add_(1.0).clamp_(0.0, 1.0)
         scores.add_(indicator, alpha=-_off_support(eps))
         del indicator
     probs = softmax_kernel("softmax_", scores, -1)
@@ -321,7 +341,8 @@ def _normalize_(
 def _block_probs(plan: _Plan, block: Block) -> Tensor:
     """The block's ev-softmax weights (n, B, key_end), recomputed identically in the backward."""
     scores, empty = _centred_scores(plan, block)
-    probs, none_kept = _normalize_(scores, plan.eps, empty, cap=False)
+    spare = plan.tile("indicator", tuple(scores.shape)) if plan.eps else None
+    probs, none_kept = _normalize_(scores, plan.eps, empty, cap=False, spare=spare)
     if plan.general:  # the threshold is capped already
         return probs
     # a support emptied by rounding (every score of a row a hair below the threshold): with eps = 0
@@ -329,7 +350,7 @@ def _block_probs(plan: _Plan, block: Block) -> Tensor:
     # threshold capped at each row's max
     if bool(none_kept.any()) if none_kept is not None else bool(probs[:, :, 0].isnan().any()):
         scores, empty = _centred_scores(plan, block)
-        probs, _ = _normalize_(scores, plan.eps, empty, cap=True)
+        probs, _ = _normalize_(scores, plan.eps, empty, cap=True, spare=spare)
     return probs
 
 
@@ -338,7 +359,7 @@ def _dropout_mask(plan: _Plan, probs: Tensor) -> Tensor:
 
     The backward replays the forward's generator state, so each block gets the same draw again.
     """
-    keep = torch.empty_like(probs).bernoulli_(1.0 - plan.dropout_p)
+    keep = plan.tile("keep", tuple(probs.shape)).bernoulli_(1.0 - plan.dropout_p)
     return keep.div_(1.0 - plan.dropout_p)
 
 
@@ -375,6 +396,7 @@ class _EvSoftmaxAttention(torch.autograd.Function):
             # bmm into a strided slice takes a slow path: a small block, then a copy
             out[heads, start:end] = torch.bmm(probs, v[heads, :key_end])
             del probs  # before the next block's scores: one block alive at a time
+        plan.workspace.clear()  # not kept until the backward
         ctx.plan = plan
         ctx.save_for_backward(q, k, v, bias, out)
         return out
@@ -401,6 +423,7 @@ class _EvSoftmaxAttention(torch.autograd.Function):
             if replay:  # the forward's dropout draws, block by block
                 _set_rng_state(device, ctx.rng_state)
             _backward_blocks(plan, q, k, v, grad, out, dq, dk, dv, dbias)
+        plan.workspace.clear()
         if dbias is not None and not plan.general:
             dbias = dbias.view(*plan.batch, 1, plan.key_len).sum_to_size(bias.shape)
         return dq, dk, dv, dbias, None
@@ -429,12 +452,15 @@ def _backward_blocks(
         g = grad[heads, start:end].contiguous()
         keep = _dropout_mask(plan, probs) if plan.dropout_p > 0 else None
         if dv is not None:
-            dropped = probs if keep is None else probs * keep
+            dropped = probs
+            if keep is not None:
+                dropped = torch.mul(probs, keep, out=plan.tile("dropped", tuple(probs.shape)))
             dv[heads, :key_end].baddbmm_(dropped.transpose(1, 2), g)
             del dropped
         if dq is None and dk is None and dbias is None:
             continue
-        dscores = torch.bmm(g, v[heads, :key_end].transpose(1, 2))
+        dscores = plan.tile("dscores", tuple(probs.shape))
+        torch.bmm(g, v[heads, :key_end].transpose(1, 2), out=dscores)
         if keep is not None:
             dscores.mul_(keep)
         # p * (dP - <p, dP>): 0 off the support; the threshold carries no gradient
