@@ -62,7 +62,8 @@ from simplexity.normalizers._softmax_kernels import softmax_kernel
 __all__ = ["BLOCK_ELEMENTS", "ev_softmax_attention"]
 
 BLOCK_ELEMENTS = 1 << 20
-"""Scores per block when ``block_size`` is None (4 MiB in float32): batch entries are grouped up to it."""
+"""Scores per block when ``block_size`` is None (4 MiB in float32): batch entries are grouped up to it;
+a block holds 128 to 256 queries (more scores when the keys are longer than 8192)."""
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -640,13 +641,13 @@ def ev_softmax_attention(
         batch = torch.Size([1])
     n = math.prod(batch)
     if block_size is None:
-        # 64..256 queries: large enough for an efficient product, small enough for the cache; a
+        # 128..256 queries: large enough for an efficient product, small enough for the cache; a
         # per-query mask is read for every batch entry at once, so its blocks hold fewer queries
         width = max(key_len, 1)
         if per_query:
             block_size = max(16, min(256, BLOCK_ELEMENTS // (n * width)))
         else:
-            block_size = max(64, min(256, BLOCK_ELEMENTS // width))
+            block_size = max(128, min(256, BLOCK_ELEMENTS // width))
     else:
         block_size = check_int("block_size", block_size, min=1)
     compute = torch.float32 if in_dtype in _LOW_PRECISION else in_dtype
