@@ -206,6 +206,7 @@ def machine() -> dict:
         "entmax": getattr(entmax, "__version__", "unknown"),
         "blas": "MKL" if torch.backends.mkl.is_available() else "other",
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "niceness": os.nice(0),
     }
     try:
         with open("/proc/cpuinfo") as f:
@@ -213,17 +214,23 @@ def machine() -> dict:
         info["cpu_model"] = names[0] if names else "unknown"
     except OSError:
         pass
-    try:
-        info["simplexity_commit"] = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
     return info
+
+
+def git_state() -> dict:
+    """The commit measured, and whether the library or this script differed from it (at the start)."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, check=True, cwd=root
+        ).stdout.strip()
+
+    try:
+        changed = git("status", "--porcelain", "--", "src/simplexity", "benchmarks/attention.py")
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(changed)}
+    except (OSError, subprocess.CalledProcessError):
+        return {}
 
 
 def table(results: list[dict]) -> str:
@@ -254,6 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     started = time.time()
     load_before = os.getloadavg()
+    state = git_state()  # before the run: the commit whose code is measured
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -271,6 +279,7 @@ def main(argv: list[str] | None = None) -> None:
             sample_queries=SAMPLE_QUERIES,
         ),
         "machine": machine(),
+        "git": state,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
