@@ -4,12 +4,17 @@
 :mod:`simplexity.nn.multihead` the drop-in ``MultiheadAttention`` (``torch.nn.MultiheadAttention``'s),
 :mod:`simplexity.nn.cache` the ``KeyValueCache`` for decoding, :mod:`simplexity.nn.output` the
 ``NormalizedOutput`` layer and :mod:`simplexity.nn.mlp` the library's one ``MLP``.
+:mod:`simplexity.nn.ev_attention` computes ev-softmax attention in blocks of queries without the score
+matrix (``attention`` takes it for ev-softmax), :mod:`simplexity.nn.blocked_attention` any normalizer's
+attention in checkpointed query blocks (``attention`` takes it for long sequences).
 """
 
 from __future__ import annotations
 
 from simplexity.nn import functional
+from simplexity.nn.blocked_attention import blocked_attention
 from simplexity.nn.cache import KeyValueCache
+from simplexity.nn.ev_attention import ev_softmax_attention
 from simplexity.nn.functional import (
     attention,
     attention_weights,
@@ -29,7 +34,9 @@ __all__ = [
     "NormalizedOutput",
     "attention",
     "attention_weights",
+    "blocked_attention",
     "causal_mask",
+    "ev_softmax_attention",
     "evidential_attention_support",
     "functional",
     "output_layer",
