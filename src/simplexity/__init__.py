@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from simplexity import distributions, flows, nn, normalizers
 from simplexity.distributions import (
-    GumbelSoftmax,
     IGR,
+    GumbelSoftmax,
     IGRPlanar,
     IGRStickBreaking,
     MixtureOfGaussians,
