@@ -48,9 +48,7 @@ def check_dim(name: str, dim: int, ndim: int) -> int:
     return int(dim) % max(ndim, 1)
 
 
-def check_int(
-    name: str, value: object, *, min: int | None = None, max: int | None = None
-) -> int:
+def check_int(name: str, value: object, *, min: int | None = None, max: int | None = None) -> int:
     """Require an integer (``bool`` is not one) in ``[min, max]`` (each bound optional).
 
     Example:
