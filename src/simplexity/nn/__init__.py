@@ -11,8 +11,10 @@ attention in checkpointed query blocks (``attention`` takes it for long sequence
 
 from __future__ import annotations
 
-from simplexity.nn import functional
-from simplexity.nn.blocked_attention import blocked_attention
+from simplexity.nn import (
+    blocked_attention,  # the module (its function shares the name)
+    functional,
+)
 from simplexity.nn.cache import KeyValueCache
 from simplexity.nn.ev_attention import ev_softmax_attention
 from simplexity.nn.functional import (
