@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import simplexity.nn.blocked_attention as blocked
+from largest_tensor import LargestTensor
 from simplexity.nn import attention
 from simplexity.nn.blocked_attention import blocked_attention
 from simplexity.normalizers import entmax15, entmax_bisect, softmax, sparsemax
@@ -93,28 +93,13 @@ def test_dropout_is_replayed_in_the_backward():
     assert torch.autograd.gradcheck(fixed_draws, leaves, fast_mode=True)
 
 
-class _LargestTensor(TorchDispatchMode):
-    """Records the largest tensor any operation returns."""
-
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(t, torch.Tensor):
-                self.largest = max(self.largest, t.numel())
-        return out
-
-
 def test_attention_blocks_long_sequences_for_every_normalizer(monkeypatch):
     length = 256
     q, k, v = (torch.randn(1, 2, length, 8, requires_grad=True) for _ in range(3))
     monkeypatch.setattr(blocked, "MIN_SCORES", 1)  # block from the first score on
     monkeypatch.setattr(blocked, "BLOCK_ELEMENTS", 2 * 32 * length)  # 32 queries per block
     for name in ("sparsemax", "entmax15", "softmax"):
-        with _LargestTensor() as mode:
+        with LargestTensor() as mode:
             out = attention(q, k, v, is_causal=True, normalizer=name)
             out.sum().backward()
         assert mode.largest < 2 * length * length / 4

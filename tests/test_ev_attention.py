@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import simplexity.nn.ev_attention as ev_attention
 import simplexity.nn.functional as functional
+from largest_tensor import LargestTensor
 from simplexity import EvSoftmax, ev_softmax
 from simplexity.nn import (
     KeyValueCache,
@@ -266,27 +266,12 @@ def test_dropout_draws_as_f_dropout_and_the_backward_replays_them():
     assert torch.equal(torch.get_rng_state(), state)
 
 
-class _LargestTensor(TorchDispatchMode):
-    """Records the largest tensor any operation returns."""
-
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(t, torch.Tensor):
-                self.largest = max(self.largest, t.numel())
-        return out
-
-
 @pytest.mark.parametrize("is_causal", [False, True])
 def test_the_score_matrix_is_never_formed(is_causal):
     length, block = 512, 64
     q, k, v = (torch.randn(1, 2, length, 8, requires_grad=True) for _ in range(3))
     pad = torch.arange(length) < 500
-    with _LargestTensor() as mode:
+    with LargestTensor() as mode:
         out = ev_softmax_attention(q, k, v, pad, is_causal=is_causal, block_size=block)
         out.sum().backward()
     assert mode.largest <= 2 * block * length < length * length
