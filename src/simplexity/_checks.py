@@ -8,6 +8,7 @@ import torch
 
 __all__ = [
     "check_dim",
+    "check_event",
     "check_floating",
     "check_int",
     "check_mask",
@@ -118,3 +119,16 @@ def check_mask(name: str, mask: torch.Tensor | None, x: torch.Tensor) -> torch.T
     if mask.device != x.device:
         raise ValueError(f"{name} is on {mask.device} but the input is on {x.device}")
     return mask
+
+
+def check_event(name: str, value: object, event_shape: torch.Size) -> torch.Tensor:
+    """Require a tensor whose trailing dimensions are ``event_shape`` (a value of a distribution)."""
+    check_tensor(name, value)
+    assert isinstance(value, torch.Tensor)
+    n = len(event_shape)
+    if value.dim() < n or tuple(value.shape[value.dim() - n :]) != tuple(event_shape):
+        expected = ", ".join(str(d) for d in event_shape)
+        raise ValueError(
+            f"{name} must have shape (..., {expected}) (the event shape), got {tuple(value.shape)}"
+        )
+    return value

@@ -11,6 +11,8 @@ from torch.distributions import Distribution, constraints
 from torch.distributions.transforms import Transform
 from torch.distributions.utils import _sum_rightmost
 
+from simplexity._checks import check_event
+
 __all__ = ["Flow", "LazyFlow"]
 
 _SizeLike = torch.Size | Sequence[int]
@@ -138,13 +140,7 @@ class Flow(Distribution):
         return self._forward(z, log_p)
 
     def log_prob(self, value: Tensor) -> Tensor:
-        if not isinstance(value, Tensor):
-            raise TypeError(f"value must be a torch.Tensor, got {type(value).__name__}")
-        if value.dim() < 1 or value.shape[-1:] != self.event_shape:
-            raise ValueError(
-                f"value must have shape (..., {self.event_shape[0]}) (the event shape), got "
-                f"{tuple(value.shape)}"
-            )
+        check_event("value", value, self.event_shape)
         if self._validate_args:
             self._validate_sample(value)
         log_det = torch.zeros((), dtype=value.dtype, device=value.device)

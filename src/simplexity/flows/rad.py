@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, constraints
 
-from simplexity._checks import check_int
+from simplexity._checks import check_event, check_int
 from simplexity.nn.mlp import MLP
 
 __all__ = ["RAD", "RADDistribution", "RADLayer"]
@@ -218,13 +218,7 @@ class RADDistribution(Distribution):
         return new
 
     def log_prob(self, value: Tensor) -> Tensor:
-        if not isinstance(value, Tensor):
-            raise TypeError(f"value must be a torch.Tensor, got {type(value).__name__}")
-        if value.dim() < 1 or value.shape[-1:] != self.event_shape:
-            raise ValueError(
-                f"value must have shape (..., {self.event_shape[0]}) (the event shape), got "
-                f"{tuple(value.shape)}"
-            )
+        check_event("value", value, self.event_shape)
         if self._validate_args:
             self._validate_sample(value)
         total = torch.zeros((), dtype=value.dtype, device=value.device)
