@@ -4,6 +4,7 @@
 #
 #   nohup nice -n 19 bash docs/results/igr/run_paper.sh quick > runs/igr/quick.log 2>&1 &
 #   nohup nice -n 19 bash docs/results/igr/run_paper.sh vae   > runs/igr/vae.log 2>&1 &
+#   DATASETS=omniglot nohup nice -n 19 bash docs/results/igr/run_paper.sh vae > runs/igr/vae-omniglot.log 2>&1 &
 #
 # quick: relaxation-timing, discrete-approx (all targets and truncations), sop (3 seeds each;
 #        SOP_BUDGET: short = 10 epochs, or paper = 100).
@@ -24,6 +25,7 @@ OUT=${OUT:-runs/igr}
 VAE_BUDGET=${VAE_BUDGET:-short}
 SOP_BUDGET=${SOP_BUDGET:-short}
 SEEDS=${SEEDS:-"0 1 2"}
+DATASETS=${DATASETS:-"mnist fashion_mnist omniglot"}
 
 go() {  # go NAME EXPERIMENT BUDGET SETS...: one run under $OUT/EXPERIMENT/NAME, resumable
     local name=$1 exp=$2 budget=$3; shift 3
@@ -74,16 +76,20 @@ kept_at() {  # kept_at NAME T: a kept run NAME (named before names carried tau) 
 vae() {
     # one selection per data set (nonlinear net), each grid extended until its best tau is inside;
     # the linear net uses its data set's nonlinear selection
-    for dataset in mnist fashion_mnist omniglot; do
+    # (DATASETS picks the data sets; two workers with different DATASETS share the queue: a
+    # selection one worker is running makes the other wait for it)
+    for dataset in $DATASETS; do
         kept=docs/results/igr/runs/igr-vae-select-$dataset-nonlinear  # kept runs are not rerun
         if [ -d "$kept" ] && [ ! -d "$OUT/igr-vae-select-$dataset-nonlinear" ]; then cp -r "$kept" "$OUT/"; fi
+        exec 8> "$OUT/.select-$dataset.lock"; flock 8
         "$SIMPLEXITY" select-temperature --dataset "$dataset" --net nonlinear --out "$OUT" \
             --grid 0.03,0.05,0.1,0.15,0.25,0.5,0.67,1 || exit 1
+        exec 8>&-
     done
     for seed in $SEEDS; do
         for net in nonlinear linear; do
             if [ "$net" = linear ] && [ "$seed" != 0 ]; then continue; fi
-            for dataset in mnist fashion_mnist omniglot; do
+            for dataset in $DATASETS; do
                 for relaxation in gumbel_softmax igr_i igr_planar igr_sb; do
                     t=$(tau "$dataset" "$relaxation")
                     old="$VAE_BUDGET-$dataset-$net-$relaxation-seed$seed"
