@@ -362,6 +362,24 @@ def test_fused_kernel_falls_back_when_compiling_fails(monkeypatch):
     torch.testing.assert_close(ev_softmax(x), torch.from_numpy(brute_force(x.numpy(), -1)).float())
 
 
+def test_fused_kernel_leaves_torch_distribution_validation_on():
+    """torch.compile's first run turns torch.distributions' validation off process-wide; the
+    fused ev-softmax compiles behind the user's back, so it must put the default back."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "from torch.distributions import Distribution\n"
+        "from simplexity.normalizers import _fused, ev_softmax\n"
+        "x = torch.randn(64, _fused.MIN_NUMEL // 64 + 1)\n"
+        "ev_softmax(x)\n"
+        "print(_fused._state['fn'] is not None, Distribution._validate_args)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True"], out.stdout + out.stderr
+
+
 # ------------------------------------------------------------- torch's private backward kernels
 
 

@@ -337,3 +337,30 @@ def test_zuko_flow_takes_a_mixture_base_directly_and_trains():
     # with a context the base is expanded to the context's batch shape
     cflow = zuko.flows.Flow(zuko.flows.MAF(2, 1, transforms=1).transform, MixtureBase(2, 4))
     assert cflow(torch.randn(7, 1)).log_prob(torch.randn(7, 2)).shape == (7,)
+
+
+def test_argument_checks_after_importing_zuko(monkeypatch):
+    """zuko switches torch's validate_args default off process-wide when imported: numbers are
+    still checked by simplexity, tensors as torch checks them (with validate_args=True)."""
+    pytest.importorskip("zuko")
+    import subprocess
+    import sys
+
+    from torch.distributions import Distribution
+
+    from simplexity.distributions import IGR, GumbelSoftmax
+
+    code = "import torch.distributions as d, zuko; print(d.Distribution._validate_args)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # what importing zuko leaves; the conftest fixture undoes it for each test
+    assert out.stdout.split() == ["False"]
+    monkeypatch.setattr(Distribution, "_validate_args", False)
+    with pytest.raises(ValueError, match="temperature"):
+        GumbelSoftmax(0.0, logits=torch.zeros(3))
+    with pytest.raises(ValueError, match="delta"):
+        IGR(torch.zeros(2), torch.ones(2), 0.5, delta=-1.0)
+    with pytest.raises(ValueError, match="temperature"):
+        GumbelSoftmax(torch.tensor(0.0), logits=torch.zeros(3), validate_args=True)
+    with pytest.raises(ValueError, match="scale"):
+        IGR(torch.zeros(2), -torch.ones(2), 0.5, validate_args=True)
+    GumbelSoftmax(torch.tensor(0.0), logits=torch.zeros(3))  # torch's convention: not checked

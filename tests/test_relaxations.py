@@ -111,3 +111,25 @@ def test_bad_names_and_sizes() -> None:
         relaxations.get("igr_sb")(torch.randn(3, 4), temperature=-1.0)
     with pytest.raises(ValueError, match="already registered"):
         relaxations.register("igr_i")(relaxations.IGRRelaxation)
+
+
+def test_the_two_straight_through_gumbel_softmax_names_differ_only_in_the_kl() -> None:
+    """gumbel_softmax_st (relaxed model) and st_gumbel (discrete model): same one-hot samples and
+    gradients for the same seed; the KL is the relaxed Monte Carlo one or the exact categorical one."""
+    logits = torch.randn(4, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    weights = torch.linspace(-1, 2, 20, dtype=torch.float64).reshape(4, 5)
+    out = {}
+    for name in ("gumbel_softmax_st", "st_gumbel"):
+        relax = relaxations.get(name)
+        raw = logits.clone().requires_grad_()
+        torch.manual_seed(3)
+        q = relax(raw, 0.5)
+        z = q.rsample()
+        (grad,) = torch.autograd.grad((z * weights).sum(), raw)
+        out[name] = (z.detach(), grad, relax.kl(q, relax.prior(5, 0.5)).detach(), q)
+    (za, ga, kla, _), (zb, gb, klb, qb) = out["gumbel_softmax_st"], out["st_gumbel"]
+    assert ((za == 0) | (za == 1)).all() and torch.equal(za, zb)
+    torch.testing.assert_close(ga, gb)
+    probs = qb.probs
+    torch.testing.assert_close(klb, (probs * (probs * 5).log()).sum(-1))  # KL to uniform, exact
+    assert not torch.allclose(kla, klb)

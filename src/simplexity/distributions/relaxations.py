@@ -20,6 +20,15 @@ The last five are not relaxations but categoricals with a straight-through gradi
 prior is the uniform ``OneHotCategorical`` and the KL is the categorical one, in closed form; the
 temperature is the estimator's (for ``"decoupled_st"`` the backward one).
 
+Two names give the straight-through Gumbel-softmax (Jang et al. 2017), with the same forward
+sample (the one-hot argmax) and the same gradient (the relaxed sample's); they differ in the model
+whose bound the loss is. ``"gumbel_softmax_st"`` is the relaxed model: its ``log_prob`` is the
+Gumbel-softmax density of the relaxed sample behind the one-hot, its prior the relaxed uniform
+one and its KL a Monte Carlo one, as in the relaxation papers' comparisons. ``"st_gumbel"`` is
+the discrete model: a ``OneHotCategorical`` whose ``rsample`` carries that gradient, with the
+exact categorical KL, so its bound is the discrete model's ELBO and it compares with the other
+gradient estimators above.
+
 A relaxation is a small :class:`torch.nn.Module` (it holds the trainable planar flows of
 ``"igr_planar"``; the others have no parameters): ``relaxation(raw, temperature)`` returns
 :math:`q(z \mid x)` and ``relaxation.prior(K, temperature)`` the matching prior :math:`p(z)`, so a

@@ -85,6 +85,9 @@ def fused_ev_softmax(x: Tensor, eps: float, *, min_numel: int | None = None) -> 
     rows = x.reshape(-1, x.shape[-1])  # a view: x is contiguous
     if rows.shape[0] < 2:  # a single row would be specialized as a constant size
         return None
+    # torch.compile's first run sets torch.distributions' validate_args default to False for the
+    # whole process; a normalizer call must not switch off a user's argument checks
+    validate = torch.distributions.Distribution._validate_args
     try:
         probs, finite = _compiled(rows, eps)(rows, eps)
     except Exception as error:  # any compiler failure: fall back for good
@@ -96,5 +99,7 @@ def fused_ev_softmax(x: Tensor, eps: float, *, min_numel: int | None = None) -> 
             stacklevel=3,
         )
         return None
+    finally:
+        torch.distributions.Distribution.set_default_validate_args(validate)
     # rows with -inf (invalid entries), +inf or NaN need the eager path's masked mean
     return probs.view(x.shape) if finite.item() else None
