@@ -211,6 +211,7 @@ def test_translation_smoke_budget_runs(tmp_path):
         assert main([*args, "--set", f"normalizer={normalizer}", "--overwrite"]) == 0
         metrics = _metrics(tmp_path / "t")
         assert 0 <= metrics["test/bleu"] <= 100 and 1 <= metrics["test/attended"] <= 12
+        assert metrics["test/tokens_per_s"] > 0 and metrics["valid/tokens_per_s"] > 0
     assert (tmp_path / "t" / "plots" / "cross_attention.png").exists()
     with pytest.raises(ValueError, match="unknown normalizer"):
         experiments.get("translation").make_config("smoke", ["normalizer=nope"])

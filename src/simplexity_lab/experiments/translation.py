@@ -6,7 +6,10 @@ from scratch with one normalizer in every self- and cross-attention and in the o
 ``sparsemax``, ``entmax15``, ``ev_softmax``. Subwords: a joint sentencepiece unigram model trained
 on the training split (both languages) when the task is built. Greedy decoding with the exact
 normalizers; BLEU by sacreBLEU (default 13a tokenization) on detokenized output; "# attended" =
-the mean number of nonzero cross-attention weights per decoding step, layer and head.
+the mean number of nonzero cross-attention weights per decoding step, layer and head;
+``tokens_per_s`` = the generated tokens (each hypothesis up to and including its EOS) over the wall
+time of greedy decoding (tokenization and detokenization excluded), on the run's torch threads.
+``benchmarks/decoding.py`` times the same model's decoding for a fixed number of steps.
 
 ``valid/*`` uses ``eval_size`` sentences of ``val`` (BLEU every ``val_every`` steps); ``test/*``
 always the whole ``test_2016_flickr`` (1,000 sentences). Needs the optional extras
@@ -26,6 +29,7 @@ Usage::
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -40,7 +44,7 @@ from simplexity_lab.engine.task import StepBatches, Task, TrainConfig
 from simplexity_lab.experiments._data import eval_subset
 from simplexity_lab.models.transformer import EOS, PAD, Seq2SeqTransformer
 
-__all__ = ["TranslationConfig", "TranslationTask", "train_tokenizer"]
+__all__ = ["TranslationConfig", "TranslationTask", "build_model", "train_tokenizer"]
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,22 @@ def train_tokenizer(sentences: list[str], vocab_size: int) -> Any:
     return spm.SentencePieceProcessor(model_proto=proto.getvalue())
 
 
+def build_model(config: TranslationConfig, vocab_size: int) -> Seq2SeqTransformer:
+    """The experiment's Transformer for ``config`` over a vocabulary of ``vocab_size`` pieces (the
+    tokenizer's; positions cover a source or target of ``max_len`` pieces plus the decoding slack)."""
+    return Seq2SeqTransformer(
+        vocab_size,
+        normalizer=config.normalizer,
+        output_normalizer=config.output_normalizer,
+        d_model=config.d_model,
+        heads=config.heads,
+        layers=config.layers,
+        ff=config.ff,
+        dropout=config.dropout,
+        max_len=2 * config.max_len + 2,
+    )
+
+
 def _encode(tokenizer: Any, sentences: list[str], max_len: int) -> Tensor:
     ids = [[*row[: max_len - 1], EOS] for row in tokenizer.encode(sentences)]
     out = torch.full((len(ids), max(map(len, ids))), PAD, dtype=torch.long)
@@ -165,17 +185,7 @@ class TranslationTask(Task):
             "valid": load_multi30k("val", **kw),
             "test": load_multi30k("test_2016_flickr", **kw),
         }
-        self.model = Seq2SeqTransformer(
-            self.tokenizer.get_piece_size(),
-            normalizer=config.normalizer,
-            output_normalizer=config.output_normalizer,
-            d_model=config.d_model,
-            heads=config.heads,
-            layers=config.layers,
-            ff=config.ff,
-            dropout=config.dropout,
-            max_len=2 * config.max_len + 2,
-        )
+        self.model = build_model(config, self.tokenizer.get_piece_size())
 
     def train_batches(self) -> StepBatches:
         return StepBatches(self.train_src, self.train_tgt, seed=self.config.seed)
@@ -187,18 +197,27 @@ class TranslationTask(Task):
 
     def translate(self, sentences: list[str]) -> tuple[list[str], float]:
         """Greedy translations of ``sentences`` and the mean number of attended source tokens."""
+        out, attended, _, _ = self._decode(sentences)
+        return out, attended
+
+    def _decode(self, sentences: list[str]) -> tuple[list[str], float, int, float]:
+        """:meth:`translate`'s translations and attended sources, the generated tokens (EOS
+        included, PAD not) and the seconds spent in greedy decoding."""
         self.model.eval()
         src = _encode(self.tokenizer, sentences, self.config.max_len)
-        out, attended, weight = [], 0.0, 0
+        out, attended, weight, generated, seconds = [], 0.0, 0, 0, 0.0
         for start in range(0, len(sentences), self.config.decode_batch):
             chunk = _trim(src[start : start + self.config.decode_batch])
+            begin = time.perf_counter()
             tokens, mean = self.model.greedy(chunk, max_len=self.config.max_len + 10)
+            seconds += time.perf_counter() - begin
+            generated += int((tokens != PAD).sum())
             for row in tokens.tolist():
                 row = row[: row.index(EOS)] if EOS in row else row
                 out.append(self.tokenizer.decode([t for t in row if t != PAD]))
             attended += float(mean) * len(chunk)
             weight += len(chunk)
-        return out, attended / max(weight, 1)
+        return out, attended / max(weight, 1), generated, seconds
 
     @torch.no_grad()
     def evaluate(self, split: str) -> dict[str, float]:
@@ -212,11 +231,12 @@ class TranslationTask(Task):
         s = _trim(_encode(self.tokenizer, src, self.config.max_len))
         t = _trim(_encode(self.tokenizer, ref, self.config.max_len))
         loss = self.model.loss(s, t)
-        hyps, attended = self.translate(src)
+        hyps, attended, generated, seconds = self._decode(src)
         return {
             f"{split}/loss": float(loss),
             f"{split}/bleu": float(sacrebleu.corpus_bleu(hyps, [ref]).score),
             f"{split}/attended": attended,
+            f"{split}/tokens_per_s": generated / max(seconds, 1e-9),
         }
 
     def figures(self, history):

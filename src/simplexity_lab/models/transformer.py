@@ -172,11 +172,22 @@ class Seq2SeqTransformer(nn.Module):
         return self.output.loss(h, tgt, ignore_index=PAD, label_smoothing=label_smoothing)
 
     @torch.no_grad()
-    def greedy(self, src: Tensor, max_len: int = 64) -> tuple[Tensor, Tensor]:
+    def greedy(
+        self, src: Tensor, max_len: int = 64, *, stop_at_eos: bool = True
+    ) -> tuple[Tensor, Tensor]:
         """Greedy decoding with key/value caches.
 
+        Args:
+            src: source tokens ``(B, Ls)``, PAD-padded.
+            max_len: the most decoding steps.
+            stop_at_eos: stop as soon as every sentence has emitted EOS (the default); ``False``
+                runs exactly ``max_len`` steps whatever the model emits (for timing: the work done
+                then does not depend on when an untrained model happens to emit EOS). The tokens
+                are the same either way, padded with PAD to ``max_len`` when not stopping early.
+
         Returns:
-            ``(tokens, attended)``: tokens ``(B, ≤ max_len)`` (EOS then PAD after the end) and the
+            ``(tokens, attended)``: tokens ``(B, ≤ max_len)`` (EOS then PAD after the end;
+            exactly ``max_len`` columns when ``stop_at_eos`` is False) and the
             mean number of nonzero cross-attention weights per (sentence, step, layer, head)
             over the steps before each sentence's EOS.
         """
@@ -200,6 +211,6 @@ class Seq2SeqTransformer(nn.Module):
             token = probs.argmax(-1, keepdim=True).masked_fill(done.unsqueeze(1), PAD)
             out.append(token)
             done |= token.squeeze(1) == EOS
-            if bool(done.all()):
+            if stop_at_eos and bool(done.all()):
                 break
         return torch.cat(out, 1), nonzero / max(counted, 1)

@@ -7,10 +7,13 @@ regenerates them byte for byte. A record that is missing gives a one-line note i
 table, never a stale one.
 
 Tables: ``runs`` (the machine, versions, load and command of every record), ``normalizers``,
-``normalizers-rounds``, ``normalizers-targets``, ``relaxations``, ``engine-overhead`` and
-``attention`` (every ``attention*.json``, written by ``benchmarks/attention.py``).
+``normalizers-rounds``, ``normalizers-targets``, ``relaxations``, ``engine-overhead``,
+``attention`` (every ``attention*.json``, written by ``benchmarks/attention.py``) and ``decoding``
+(greedy decoding throughput of the translation Transformer per normalizer).
 
 References:
+    Vaswani, Shazeer, Parmar, Uszkoreit, Jones, Gomez, Kaiser and Polosukhin, *Attention Is All You
+    Need*, NeurIPS 2017.
     Chen, Tao, Gordon, Chen, Wang and Lapata, *Evidential Softmax for Sparse Multimodal
     Distributions in Deep Generative Models*, NeurIPS 2021.
     Potapczynski, Loaiza-Ganem and Cunningham, *Invertible Gaussian Reparameterization: Revisiting
@@ -30,6 +33,7 @@ from simplexity_lab.report.page import PAGES, Page, PageBuild
 __all__ = [
     "PAGE",
     "attention_table",
+    "decoding_table",
     "engine_overhead_table",
     "normalizers_rounds_table",
     "normalizers_table",
@@ -270,6 +274,35 @@ def attention_table(records: dict[str, Record]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def decoding_table(rec: Record) -> str:
+    """The decoding record (``benchmarks/decoding.py``), preceded by the command that wrote it: per
+    batch size and normalizer, generated tokens per second of the median round, the per-round
+    throughput over the baseline's (median, smallest–largest), and the mean number of attended
+    source tokens (nonzero cross-attention weights per sentence, step, layer and head)."""
+    git = rec.get("git") or {}
+    commit = "—" if git.get("commit") is None else f"`{git['commit'][:10]}`"
+    lines = [
+        f"`{rec['command']}` (commit {commit}, {rec['date']}, {rec['torch_threads']} torch "
+        f"thread{'s' if rec['torch_threads'] != 1 else ''}):",
+        "",
+        f"| batch | steps | normalizer | tokens / s (median round) | throughput / "
+        f"{rec['settings']['baseline']} (median round) | smallest–largest round "
+        "| attended source tokens |",
+        "|---:|---:|---|---:|---:|---|---:|",
+    ]
+    for entry in rec["results"]:
+        samples, baseline = entry["seconds_per_call"], entry["baseline"]
+        for name, seconds in samples.items():
+            ratios = [b / t for t, b in zip(seconds, samples[baseline], strict=True)]
+            lines.append(
+                f"| {entry['batch']} | {entry['steps']} | {name} | "
+                f"{entry['tokens_per_call'] / statistics.median(seconds):.0f} | "
+                f"{_ratio(statistics.median(ratios))} | {min(ratios):.2f}–{max(ratios):.2f} | "
+                f"{entry['attended'][name]:.1f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def _read(path: Path) -> Record:
     return json.loads(path.read_text())
 
@@ -283,7 +316,12 @@ def build(page: PageBuild) -> None:
         if (folder / f"{name}.json").is_file()
     }
     attention = {p.stem: _read(p) for p in sorted(folder.glob("attention*.json"))}
-    page.table("runs", runs_table({**records, **attention}))
+    decoding = (
+        {"decoding": _read(folder / "decoding.json")}
+        if (folder / "decoding.json").is_file()
+        else {}
+    )
+    page.table("runs", runs_table({**records, **attention, **decoding}))
     if "normalizers" in records:
         page.table("normalizers", normalizers_table(records["normalizers"]))
         page.table("normalizers-rounds", normalizers_rounds_table(records["normalizers"]))
@@ -305,6 +343,10 @@ def build(page: PageBuild) -> None:
     )
     page.table(
         "attention", attention_table(attention) if attention else _missing("attention", "attention")
+    )
+    page.table(
+        "decoding",
+        decoding_table(decoding["decoding"]) if decoding else _missing("decoding", "decoding"),
     )
 
 
