@@ -425,3 +425,29 @@ def test_temperature_selection_extends_the_grid_until_the_best_is_inside(tmp_pat
     assert ts.next_temperature({0.03: -1.0, 0.05: -2.0}) == 0.02
     assert ts.next_temperature({0.1: float("nan"), 0.2: -1.0, 0.3: -2.0}) is None  # NaN never wins
     assert ts.next_temperature({0.1: -1.0, 0.2: -2.0, 0.3: float("nan")}) == 0.067
+
+
+def test_report_recomputes_each_selection_and_flags_an_edge():
+    """The IGR page's selection table: the best valid bound per (data set, net, relaxation), and
+    'strictly inside' only with a worse temperature run on both sides."""
+    from simplexity_lab.report.igr import selections
+
+    def record(dataset, relaxation, tau, score):
+        config = {"dataset": dataset, "net": "nonlinear", "relaxation": relaxation,
+                  "temperature": str(tau)}  # fmt: skip
+        return {"config": config, "metrics": {"valid/iw_bound": score}}
+
+    records = [
+        record("mnist", "gumbel_softmax", 0.5, -165.3),
+        record("mnist", "gumbel_softmax", 0.67, -164.9),  # best, on the top edge
+        record("omniglot", "igr_i", 0.1, -150.0),
+        record("omniglot", "igr_i", 0.25, -149.0),  # best, inside
+        record("omniglot", "igr_i", 0.5, -149.5),
+        record("omniglot", "igr_i", 1.0, math.nan),  # a diverged run never wins
+    ]
+    chosen = selections(records)
+    assert chosen[("mnist", "nonlinear", "gumbel_softmax")] == {
+        "temperature": 0.67, "inside": False, "score": -164.9, "grid": [0.5, 0.67]
+    }  # fmt: skip
+    omniglot = chosen[("omniglot", "nonlinear", "igr_i")]
+    assert (omniglot["temperature"], omniglot["inside"], omniglot["score"]) == (0.25, True, -149.0)

@@ -25,7 +25,13 @@ from simplexity_lab.engine.runner import run
 from simplexity_lab.engine.runs import write_json_atomic
 from simplexity_lab.experiments.igr_vae import EXPERIMENT, RELAXATIONS
 
-__all__ = ["TEMPERATURE_GRID", "TemperatureOnEdgeError", "next_temperature", "select_temperature"]
+__all__ = [
+    "TEMPERATURE_GRID",
+    "TemperatureOnEdgeError",
+    "choose_temperature",
+    "next_temperature",
+    "select_temperature",
+]
 
 TEMPERATURE_GRID: tuple[float, ...] = (0.03, 0.05, 0.1, 0.15, 0.25, 0.5, 0.67)
 """The validation grid for τ (the paper's range 0.03–0.67)."""
@@ -61,6 +67,21 @@ def next_temperature(scores: dict[float, float], factor: float = 1.5) -> float |
     if best == grid[0]:
         return float(f"{best / factor:.2g}")
     return None
+
+
+def choose_temperature(scores: dict[float, float]) -> tuple[float, bool]:
+    """The temperature with the best finite score, and whether it lies strictly inside the grid.
+
+    Example:
+        >>> choose_temperature({0.5: -165.3, 0.67: -164.9, 1.0: -163.3, 1.5: -169.8})
+        (1.0, True)
+        >>> choose_temperature({0.5: -165.3, 0.67: -164.9})
+        (0.67, False)
+    """
+    finite = {t: v for t, v in scores.items() if math.isfinite(v)}
+    if not finite:
+        raise ValueError(f"every temperature diverged: {scores}")
+    return max(finite, key=finite.__getitem__), next_temperature(scores) is None
 
 
 def select_temperature(
@@ -117,11 +138,10 @@ def select_temperature(
             if tau is None or tau in values:
                 break
             values[tau] = score(relaxation, tau)
-        finite = {t: v for t, v in values.items() if math.isfinite(v)}
-        if not finite:
+        if not any(math.isfinite(v) for v in values.values()):
             raise ValueError(f"every temperature diverged for {relaxation}: {values}")
-        selected[relaxation] = max(finite, key=finite.__getitem__)
-        if next_temperature(values) is not None:
+        selected[relaxation], inside = choose_temperature(values)
+        if not inside:
             on_edge.append(relaxation)
         scores[relaxation] = {f"{t:g}": values[t] for t in sorted(values)}
     record = {"dataset": dataset, "net": net, "budget": budget, "criterion": "valid/iw_bound",

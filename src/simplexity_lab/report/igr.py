@@ -1,8 +1,10 @@
 """The IGR results page (``docs/results/igr.md``): its tables and figures from the kept runs.
 
-Tables (mean ± s.e. over seeds, as ``simplexity table``): one per experiment — ``igr-vae``,
+Tables (mean ± s.e. over seeds, as ``simplexity table``): one per experiment — ``igr-vae`` (the
+runs at their data set's selected temperature; ``igr-vae-other`` holds the rest),
 ``igr-vae-select`` (the temperature-selection runs), ``discrete-approx``, ``sop`` and
-``relaxation-timing``. Figures: the validation IW bound of ``igr-vae`` against steps (mean ± s.e.
+``relaxation-timing`` — and ``igr-vae-selected``, the temperature each kept selection picks and
+whether it lies strictly inside the temperatures run. Figures: the validation IW bound of ``igr-vae`` against steps (mean ± s.e.
 over seeds, one panel per data set and one figure per net) and the discretized-sample pmf of
 ``discrete-approx`` against its target. When runs are kept, the seed-0 reconstructions of
 ``igr-vae`` and predictions of ``sop`` are copied to ``igr/samples/``.
@@ -22,9 +24,10 @@ from typing import Any
 from simplexity_lab.engine.table import collect, markdown_table, seed_mean
 from simplexity_lab.experiments.discrete_approx import target_pmf
 from simplexity_lab.experiments.igr_vae import RELAXATIONS
+from simplexity_lab.experiments.temperature_selection import choose_temperature
 from simplexity_lab.report.page import PAGES, Page, PageBuild
 
-__all__ = ["METRICS", "PAGE"]
+__all__ = ["METRICS", "PAGE", "selections"]
 
 METRICS: dict[str, tuple[str, ...]] = {
     "igr-vae": ("test/iw_bound", "test/relaxed_elbo", "test/reference_not_a_bound",
@@ -46,13 +49,74 @@ def _table_key(record: dict[str, Any]) -> str:
     return record["experiment"] + ("-select" if selection else "")
 
 
+def _temperature(record: dict[str, Any]) -> float:
+    return float(record["config"]["temperature"])
+
+
+def selections(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """The temperature each kept selection picks, per (data set, net, relaxation).
+
+    Recomputed from the kept selection runs with the rule of ``simplexity select-temperature``
+    (:func:`~simplexity_lab.experiments.temperature_selection.choose_temperature`: the best
+    ``valid/iw_bound``, and whether it lies strictly inside the temperatures run).
+    """
+    scores: dict[tuple[str, str, str], dict[float, float]] = {}
+    for r in records:
+        c = r["config"]
+        key = (c["dataset"], c["net"], c["relaxation"])
+        scores.setdefault(key, {})[_temperature(r)] = r["metrics"]["valid/iw_bound"]
+    out = {}
+    for key, values in sorted(scores.items()):
+        tau, inside = choose_temperature(values)
+        out[key] = {"temperature": tau, "inside": inside, "score": values[tau],
+                    "grid": sorted(values)}  # fmt: skip
+    return out
+
+
+def _selection_table(chosen: dict[tuple[str, str, str], dict[str, Any]]) -> str:
+    lines = [
+        "| dataset | net | relaxation | temperatures run | selected τ | valid/iw_bound | strictly inside |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (dataset, net, relaxation), c in chosen.items():
+        grid = ", ".join(f"{t:g}" for t in c["grid"])
+        inside = "yes" if c["inside"] else "**no: on the edge**"
+        lines.append(f"| {dataset} | {net} | {relaxation} | {grid} | {c['temperature']:g} | "
+                     f"{c['score']:.4g} | {inside} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _at_selected(
+    record: dict[str, Any], chosen: dict[tuple[str, str, str], dict[str, Any]]
+) -> bool:
+    """Whether a VAE run used its data set's selected τ (the nonlinear net's selection serves
+    both nets)."""
+    c = record["config"]
+    pick = chosen.get((c["dataset"], "nonlinear", c["relaxation"]))
+    return pick is not None and abs(_temperature(record) - pick["temperature"]) < 1e-12
+
+
 def build(page: PageBuild) -> None:
-    """Write the page's tables and figures from the kept runs."""
+    """Write the page's tables and figures from the kept runs.
+
+    The VAE runs at their data set's selected τ form the ``igr-vae`` table; runs at any other τ
+    (the first selection's, made on MNIST alone) form ``igr-vae-other``.
+    """
     by_table: dict[str, list[dict[str, Any]]] = {}
     for record in collect([page.runs]):
         by_table.setdefault(_table_key(record), []).append(record)
+    chosen = selections(by_table.get("igr-vae-select", []))
+    if chosen:
+        page.table("igr-vae-selected", _selection_table(chosen))
+    if "igr-vae" in by_table:
+        vae = by_table.pop("igr-vae")
+        by_table["igr-vae"] = [r for r in vae if _at_selected(r, chosen)]
+        by_table["igr-vae-other"] = [r for r in vae if not _at_selected(r, chosen)]
     for key, members in sorted(by_table.items()):
-        metrics = [m for m in METRICS.get(key, ()) if any(m in r["metrics"] for r in members)]
+        if not members:
+            continue
+        kind = "igr-vae" if key == "igr-vae-other" else key
+        metrics = [m for m in METRICS.get(kind, ()) if any(m in r["metrics"] for r in members)]
         page.table(key, markdown_table(members, metrics or None))
     if page.figures:
         _vae_curves(page, by_table.get("igr-vae", []))
