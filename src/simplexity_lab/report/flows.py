@@ -26,7 +26,8 @@ __all__ = ["METRICS", "PAGE"]
 METRICS: dict[str, tuple[str, ...]] = {
     "flow2d": ("test/log_likelihood", "test/nonfinite"),
     "mixture-entropy": ("test/truth", "test/truth_halfwidth", "test/gap_exact", "test/gap_joint",
-                        "test/gap_nested_M16", "test/gap_nested_own_M16"),
+                        *(f"test/gap_{e}_M{m}" for e in ("nested", "nested_own")
+                          for m in (1, 16, 256))),
     "flow-objectives": ("test/estimate", "test/truth", "test/truth_halfwidth", "test/gap",
                         "test/residual_norm"),
     "maxent-dirichlet": ("test/entropy", "test/entropy_gap", "test/residual_norm",
