@@ -268,3 +268,18 @@ def test_logits_are_normalized_log_probabilities() -> None:
     p = GumbelSoftmax(0.5, probs=torch.tensor([1.0, 3.0], dtype=D64))
     torch.testing.assert_close(p.probs, torch.tensor([0.25, 0.75], dtype=D64))
     torch.testing.assert_close(p.logits, torch.tensor([0.25, 0.75], dtype=D64).log())
+
+
+def test_positional_arguments_in_torchs_order() -> None:
+    """``GumbelSoftmax(t, p)`` reads ``p`` as probabilities, as ``RelaxedOneHotCategorical(t, p)``
+    and ``ExpRelaxedCategorical(t, p)`` do: a torch user's positional call keeps its meaning."""
+    import inspect
+
+    from torch.distributions.relaxed_categorical import ExpRelaxedCategorical
+
+    probs = torch.tensor([0.2, 0.3, 0.5], dtype=D64)
+    for ours, theirs in ((GumbelSoftmax, RelaxedOneHotCategorical),
+                         (ExpGumbelSoftmax, ExpRelaxedCategorical)):  # fmt: skip
+        torch.testing.assert_close(ours(0.5, probs).probs, theirs(torch.tensor(0.5), probs).probs)
+        shared = [n for n in inspect.signature(theirs).parameters if n != "validate_args"]
+        assert list(inspect.signature(ours).parameters)[: len(shared)] == shared

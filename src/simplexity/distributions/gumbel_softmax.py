@@ -83,8 +83,9 @@ class ExpGumbelSoftmax(Distribution):
     Args:
         temperature: positive temperature :math:`\tau`, a float or a tensor whose shape broadcasts
             with ``logits.shape[:-1]``, or of shape ``(..., 1)`` beside the logits.
+        probs: probabilities of shape ``(..., K)`` (give exactly one of ``probs`` and ``logits``;
+            torch's order, as in ``ExpRelaxedCategorical(temperature, probs, logits)``).
         logits: unnormalized log probabilities of shape ``(..., K)``.
-        probs: probabilities of shape ``(..., K)`` (give exactly one of ``logits`` and ``probs``).
         validate_args: check arguments and values (torch's convention).
 
     References:
@@ -111,8 +112,8 @@ class ExpGumbelSoftmax(Distribution):
     def __init__(
         self,
         temperature: float | Tensor,
-        logits: Tensor | None = None,
         probs: Tensor | None = None,
+        logits: Tensor | None = None,
         validate_args: bool | None = None,
     ) -> None:
         if (logits is None) == (probs is None):
@@ -199,8 +200,9 @@ class GumbelSoftmax(TransformedDistribution):
             with ``logits.shape[:-1]`` (a batch of temperatures is broadcast against the batch,
             never against the categories), or of shape ``(..., 1)`` beside the logits (a per-row
             temperature ``(B, 1)`` for logits ``(B, K)``, as torch users write it).
+        probs: probabilities of shape ``(..., K)`` (give exactly one of ``probs`` and ``logits``;
+            torch's order, as in ``RelaxedOneHotCategorical(temperature, probs, logits)``).
         logits: unnormalized log probabilities :math:`l` of shape ``(..., K)``.
-        probs: probabilities of shape ``(..., K)`` (give exactly one of ``logits`` and ``probs``).
         straight_through: return one-hot samples with the relaxed gradient.
         validate_args: check arguments and values (torch's convention).
 
@@ -229,8 +231,8 @@ class GumbelSoftmax(TransformedDistribution):
     def __init__(
         self,
         temperature: float | Tensor,
-        logits: Tensor | None = None,
         probs: Tensor | None = None,
+        logits: Tensor | None = None,
         *,
         straight_through: bool = False,
         validate_args: bool | None = None,

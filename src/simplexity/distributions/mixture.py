@@ -291,7 +291,7 @@ class MixtureOfGaussians(Distribution):
     def choice_distribution(self) -> Distribution:
         r"""The law of the component choice :math:`c` that :meth:`rsample` draws.
 
-        ``OneHotCategorical(logits)`` for ``"pathwise"``; ``GumbelSoftmax(temperature, logits)``
+        ``OneHotCategorical(logits)`` for ``"pathwise"``; ``GumbelSoftmax(temperature, logits=logits)``
         (straight-through for ``"gumbel_straight_through"``); for ``"igr"``, IGR-I with location
         :math:`l_{<K} - l_K` and scale 1.702.
         """
