@@ -43,11 +43,10 @@ def build(page: PageBuild) -> None:
     ]
     for run in runs:
         c = records[run]["config"]
-        steps = c["steps"] if c["model"] != "toy" else "—"
         images = c["num_points"] if c["model"] != "toy" else "—"
         rows.append(
             f"| `{run.name}` | {c['model']} | {c['num_variables']} × {c['num_categories']} | "
-            f"{steps} | {c['evaluations']} | {c['estimates']} | {images} |"
+            f"{c['steps']} | {c['evaluations']} | {c['estimates']} | {images} |"
         )
     page.table("gradient-quality-runs", "\n".join(rows) + "\n")
     names = " ".join(f"`{run.name}`" for run in runs)
