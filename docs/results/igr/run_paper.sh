@@ -22,6 +22,7 @@ export SIMPLEXITY_DATA_DIR=${SIMPLEXITY_DATA_DIR:-/work/shared/data}
 SIMPLEXITY=${SIMPLEXITY:-.venv/bin/simplexity}
 PYTHON=${PYTHON:-.venv/bin/python}
 OUT=${OUT:-runs/igr}
+KEPT=docs/results/igr/runs  # runs kept in the repository are not run again
 VAE_BUDGET=${VAE_BUDGET:-short}
 SOP_BUDGET=${SOP_BUDGET:-short}
 SEEDS=${SEEDS:-"0 1 2"}
@@ -30,6 +31,7 @@ DATASETS=${DATASETS:-"mnist fashion_mnist omniglot"}
 go() {  # go NAME EXPERIMENT BUDGET SETS...: one run under $OUT/EXPERIMENT/NAME, resumable
     local name=$1 exp=$2 budget=$3; shift 3
     if [ -f "$OUT/$exp/$name/metrics.json" ]; then echo "done: $exp/$name"; return; fi
+    if [ -f "$KEPT/$exp/$name/metrics.json" ]; then echo "kept: $exp/$name"; return; fi
     local sets=(); for s in "$@"; do sets+=(--set "$s"); done
     # a run another worker holds is left to it (flock: the lock goes when its holder dies)
     mkdir -p "$OUT/$exp"
@@ -70,7 +72,7 @@ tau() {  # tau DATASET RELAXATION: the temperature selected on DATASET's validat
 }
 
 kept_at() {  # kept_at NAME T: a kept run NAME (named before names carried tau) trained at T
-    "$PYTHON" -c "import json,sys; c=json.load(open('docs/results/igr/runs/igr-vae/$1/config.json')); sys.exit(0 if abs(c['temperature']-$2)<1e-12 else 1)" 2>/dev/null
+    "$PYTHON" -c "import json,sys; c=json.load(open('$KEPT/igr-vae/$1/config.json')); sys.exit(0 if abs(float(c['temperature'])-$2)<1e-12 else 1)" 2>/dev/null
 }
 
 vae() {
@@ -79,7 +81,7 @@ vae() {
     # (DATASETS picks the data sets; two workers with different DATASETS share the queue: a
     # selection one worker is running makes the other wait for it)
     for dataset in $DATASETS; do
-        kept=docs/results/igr/runs/igr-vae-select-$dataset-nonlinear  # kept runs are not rerun
+        kept=$KEPT/igr-vae-select-$dataset-nonlinear  # kept runs are not rerun
         if [ -d "$kept" ] && [ ! -d "$OUT/igr-vae-select-$dataset-nonlinear" ]; then cp -r "$kept" "$OUT/"; fi
         exec 8> "$OUT/.select-$dataset.lock"; flock 8
         "$SIMPLEXITY" select-temperature --dataset "$dataset" --net nonlinear --out "$OUT" \
