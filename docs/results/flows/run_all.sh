@@ -6,9 +6,12 @@
 #   nohup nice -n 19 bash docs/results/flows/run_all.sh all > runs/flows/all.log 2>&1 &
 #   bash docs/results/flows/run_all.sh maxent        # one experiment: density|objectives|maxent
 #   SEEDS="1 2" bash docs/results/flows/run_all.sh maxent_passing
+#   nohup nice -n 19 bash -c "bash docs/results/flows/run_all.sh density; \
+#       bash docs/results/flows/run_all.sh objectives" > runs/flows/second.log 2>&1 &   # a second worker
 #   bash docs/results/flows/run_all.sh report        # keep the finished runs in docs/results/flows/runs/
 #                                                    # and rewrite the page's tables from them
 #
+# Workers share the queue: each run is locked (flock) by the worker running it, and the others skip it.
 # density:        flow2d, 6 data sets x {gaussian, mixture, rad} x 3 seeds (54 runs)
 # objectives:     mixture-entropy (part A, 10 runs) and flow-objectives (part B, 40 runs), seed 0
 # maxent:         maxent-dirichlet, the paper's 10 planar layers (constant lr) and 6 couplings over a
@@ -23,10 +26,15 @@ go() {  # go NAME EXPERIMENT SETS...: one run under $OUT/EXPERIMENT/NAME at the 
     local name=$1 exp=$2; shift 2
     if [ -f "$OUT/$exp/$name/metrics.json" ]; then echo "done: $exp/$name"; return; fi
     local sets=(); for s in "$@"; do sets+=(--set "$s"); done
+    # a run another worker holds is left to it (flock: the lock goes when its holder dies)
+    mkdir -p "$OUT/$exp"
+    exec 9> "$OUT/$exp/.$name.lock"
+    if ! flock -n 9; then echo "busy: $exp/$name (another worker)"; exec 9>&-; return; fi
     echo "$(date -u +%FT%TZ) start $exp/$name"
     "$SIMPLEXITY" run "$exp" --budget paper "${sets[@]}" --out "$OUT/$exp" --name "$name" \
         --resume --threads 1 --no-progress 2>&1 | grep -v -e "available:" -e "^$" | tail -n 20
     echo "$(date -u +%FT%TZ) end   $exp/$name"
+    exec 9>&-
 }
 
 density() {
