@@ -109,12 +109,10 @@ def build(page: PageBuild) -> None:
     if chosen:
         page.table("igr-vae-selected", _selection_table(chosen))
     if "igr-vae" in by_table:
-        vae = by_table.pop("igr-vae")
-        by_table["igr-vae"] = [r for r in vae if _at_selected(r, chosen)]
-        by_table["igr-vae-other"] = [r for r in vae if not _at_selected(r, chosen)]
+        for r in by_table.pop("igr-vae"):
+            key = "igr-vae" if _at_selected(r, chosen) else "igr-vae-other"
+            by_table.setdefault(key, []).append(r)
     for key, members in sorted(by_table.items()):
-        if not members:
-            continue
         kind = "igr-vae" if key == "igr-vae-other" else key
         metrics = [m for m in METRICS.get(kind, ()) if any(m in r["metrics"] for r in members)]
         page.table(key, markdown_table(members, metrics or None))
