@@ -3,18 +3,19 @@
 # igr-vae experiment (dynamically binarized MNIST, nonlinear net, Adam, batch 100, test IW bound of
 # the discrete model), 3 seeds, one shared step budget, each method's temperature chosen on the
 # validation split with a grid extended until the best value is strictly inside it.
-# NOT STARTED by the session that wrote it (a long CPU job; the lead schedules it). Idempotent:
+# Idempotent:
 # finished runs are skipped, interrupted ones continue with --resume; two workers can share the
 # queue (flock per run). From the repository root:
 #
 #   nohup nice -n 19 bash docs/results/estimators/run_vae.sh all > runs/estimators/vae.log 2>&1 &
 #
-# select:  temperature selection (igr-vae budget `select`: 3,000 steps, valid/iw_bound with S = 20
+# select:  temperature selection (igr-vae budget `select`: 3,000 steps, valid/iw_bound with S = 200
 #          on 2,000 validation images) for every configuration and method; a best value on the
 #          grid's edge extends the grid by one point (x1.5 up, /1.5 down), at most 3 times, and
 #          the method is reported as unresolved if it is still on the edge.
 # train:   the selected temperature, seeds $SEEDS, budget $VAE_BUDGET (paper: 50,000 steps =
-#          100 epochs; reduced: 10,000 steps = 20 epochs), for every configuration and method.
+#          100 epochs; reduced: 10,000 steps = 20 epochs; short: 3,000 steps = 6 epochs, test
+#          S = 200, the budget of the IGR page's VAE table), for every configuration and method.
 # all:     select, then train (a method whose selection is unfinished is skipped: rerun).
 # report:  the markdown table of the finished runs (mean ± s.e. over seeds) and the selections.
 #
@@ -69,9 +70,12 @@ go() {  # go DIR NAME BUDGET SETS...: one igr-vae run under $OUT/DIR/NAME, resum
 }
 
 pick() {  # pick DIR METHOD T...: "best T" strictly inside, "extend T'", or "pending"
+    # the CLI's rule (simplexity_lab.experiments.temperature_selection): diverged runs never win,
+    # a best value on an edge extends the grid past it (x1.5 up, /1.5 down)
     "$PYTHON" - "$OUT/$1" "$2" "${@:3}" <<'PY'
 import json, math, sys
 from pathlib import Path
+from simplexity_lab.experiments.temperature_selection import choose_temperature, next_temperature
 root, method, grid = Path(sys.argv[1]), sys.argv[2], sorted(float(t) for t in sys.argv[3:])
 scores = {}
 for t in grid:
@@ -80,13 +84,8 @@ for t in grid:
         print("pending"); sys.exit()
     value = json.loads(path.read_text())["metrics"]["valid/iw_bound"]
     scores[t] = value if math.isfinite(value) else -math.inf
-best = max(scores, key=scores.__getitem__)
-if best == grid[-1]:
-    print(f"extend {best * 1.5:.3g}")
-elif best == grid[0]:
-    print(f"extend {best / 1.5:.3g}")
-else:
-    print(f"best {best:g}")
+extend = next_temperature(scores)
+print(f"extend {extend:g}" if extend is not None else f"best {choose_temperature(scores)[0]:g}")
 PY
 }
 
