@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -193,3 +194,84 @@ def test_markdown_table_mean_and_standard_error():
     assert "| vae | igr_i | 3 | 2 ± 0.58 |" in table
     assert "| vae | gumbel_softmax | 1 | 5 |" in table
     assert format_mean_se([2.0, 2.0]) == "2 ± 0"
+
+
+def _blowup_experiment(mode: str, at: int):
+    """A one-parameter experiment whose loss stops being finite at step ``at`` (``"nan"``), whose
+    distribution refuses the overflowed parameter there (``"overflow"``), or that raises a
+    ValueError with finite parameters (``"bug"``)."""
+    from simplexity_lab.engine import Task, TrainConfig
+    from simplexity_lab.engine.experiment import Experiment
+
+    @dataclass(frozen=True)
+    class BlowupConfig(TrainConfig):
+        steps: int = 12
+        val_every: int = 4
+        checkpoint_every: int = 4
+        log_every: int = 1
+        lr: str = "1e-2"
+        batch_size: int = 4
+
+    class BlowupTask(Task):
+        def __init__(self, config, *, data_dir=None):
+            super().__init__(config)
+            self.w = torch.nn.Parameter(torch.ones(1))
+
+        def train_batches(self):
+            return StepBatches(torch.zeros(8, 1), seed=self.config.seed)
+
+        def training_loss(self, batch, step):
+            if step == at:
+                if mode == "nan":
+                    return self.w.sum() * math.nan, {}
+                if mode == "overflow":
+                    with torch.no_grad():
+                        self.w.fill_(math.inf)
+                    torch.distributions.Normal(0.0, self.w.exp(), validate_args=True)
+                raise ValueError("a finite parameter, a real bug")
+            return (self.w - 2).square().sum(), {"loss": (self.w - 2).square().sum().detach()}
+
+        @torch.no_grad()
+        def evaluate(self, split):
+            assert torch.isfinite(self.w).all(), "evaluated a diverged model"
+            return {f"{split}/loss": float((self.w - 2).square())}
+
+    return Experiment(name="blowup", description="test", config_class=BlowupConfig,
+                      task_class=BlowupTask, budgets={"smoke": {}, "paper": {}})  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", ["nan", "overflow"])
+def test_a_run_whose_loss_stops_being_finite_ends_there_and_is_recorded_as_diverged(tmp_path, mode):
+    from simplexity_lab.engine.runner import run
+
+    result = run(_blowup_experiment(mode, at=6), budget="smoke", out=tmp_path, name="r",
+                 progress_bar=False)  # fmt: skip
+    record = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert record["diverged_at_step"] == 6 and record["steps"] == 6
+    assert record["metrics"]["train/diverged_at_step"] == 6.0
+    assert math.isnan(record["metrics"]["valid/loss"])
+    assert result is not None and set(result.metrics) == {"train/diverged_at_step", "valid/loss"}
+    # the validation before the divergence was recorded as usual
+    history = [
+        json.loads(line) for line in (tmp_path / "r" / "history.jsonl").read_text().splitlines()
+    ]
+    assert [h["step"] for h in history] == [4]
+
+
+def test_a_value_error_with_finite_parameters_is_not_taken_for_divergence(tmp_path):
+    from simplexity_lab.engine.runner import run
+
+    with pytest.raises(ValueError, match="a real bug"):
+        run(_blowup_experiment("bug", at=2), budget="smoke", out=tmp_path, name="r",
+            progress_bar=False)  # fmt: skip
+
+
+def test_a_finished_run_records_no_divergence(tmp_path):
+    from simplexity_lab.engine.runner import run
+
+    run(
+        _blowup_experiment("nan", at=-1), budget="smoke", out=tmp_path, name="r", progress_bar=False
+    )
+    record = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert "diverged_at_step" not in record and record["steps"] == 12
+    assert set(record["metrics"]) == {"valid/loss", "test/loss"}

@@ -28,7 +28,12 @@ TABLES = {
         "translation-diagnostics",
     },
     "flows": {"maxent-dirichlet"},
-    "estimators": {"gradient-quality", "gradient-quality-runs"},
+    "estimators": {
+        "gradient-quality",
+        "gradient-quality-runs",
+        "vae-igr-20x10-selected",
+        "vae-igr-20x10",
+    },
     "benchmarks": {
         "runs",
         "normalizers",

@@ -82,7 +82,7 @@ for t in grid:
     path = root / f"{method}-tau={t:g}" / "metrics.json"
     if not path.is_file():
         print("pending"); sys.exit()
-    value = json.loads(path.read_text())["metrics"]["valid/iw_bound"]
+    value = json.loads(path.read_text())["metrics"].get("valid/iw_bound", math.nan)  # diverged
     scores[t] = value if math.isfinite(value) else -math.inf
 extend = next_temperature(scores)
 print(f"extend {extend:g}" if extend is not None else f"best {choose_temperature(scores)[0]:g}")

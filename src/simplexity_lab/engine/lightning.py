@@ -12,6 +12,7 @@ so a process killed mid-write leaves the previous ``last.ckpt`` intact, and they
 from __future__ import annotations
 
 import logging
+import math
 import os
 import warnings
 from pathlib import Path
@@ -86,6 +87,7 @@ def _module_class():
             self.run_dir = run_dir
             self.start_step = start_step
             self._rng_state: torch.Tensor | None = None
+            self.diverged_at: int | None = None  # the step whose loss was not finite
 
         def train_dataloader(self):
             # built here, after the processes are set up, so that the rank is known
@@ -103,7 +105,15 @@ def _module_class():
 
         def training_step(self, batch, batch_idx):
             step = self.global_step
-            loss, logs = self.task.training_loss(batch, step)
+            try:
+                loss, logs = self.task.training_loss(batch, step)
+            except ValueError:
+                # parameters that overflowed make the task's distributions refuse them
+                if all(torch.isfinite(p).all() for p in self.task.parameters()):
+                    raise
+                return self._diverge(step)
+            if not torch.isfinite(loss.detach()).all():
+                return self._diverge(step)
             if step % self.task.config.log_every == 0:
                 scalars = {f"train/{k}": float(v) for k, v in logs.items()}
                 scalars["train/lr"] = self.lr_schedulers().get_last_lr()[0]
@@ -112,7 +122,16 @@ def _module_class():
                 self.log("loss", float(logs["loss"]), prog_bar=True, on_step=True, logger=False)
             return loss
 
+        def _diverge(self, step: int) -> None:
+            """Stop at a non-finite loss (or parameters): the run is recorded as diverged."""
+            self.diverged_at = step
+            self.trainer.should_stop = True
+            return None  # Lightning skips the optimizer step
+
         def validation_step(self, batch, batch_idx):
+            if self.diverged_at is not None:  # nothing finite to evaluate; the monitor says so
+                self.log(self.task.monitor, math.nan, on_step=False, on_epoch=True, batch_size=1)
+                return
             metrics = evaluate_seeded(self.task, "valid", salt=self.global_step + 1)
             self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=False, batch_size=1)
             if (
@@ -237,6 +256,8 @@ def fit(
             warnings.filterwarnings("ignore", message=".*dataloader is not resumable.*")
             warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
             warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+            # a diverged step returns None on purpose (TaskModule._diverge)
+            warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")
             trainer.fit(module, ckpt_path=ckpt_path, weights_only=True)
         trainer.save_checkpoint(str(run_dir.last_checkpoint), weights_only=False)
     finally:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import re
@@ -216,11 +217,15 @@ def _train_and_report(
     if child or not trainer.is_global_zero:
         return None
 
+    diverged = trainer.lightning_module.diverged_at
     metrics: dict[str, float] = {}
-    for split in ("valid", "test"):
-        metrics.update(evaluate_seeded(task, split, salt=0))
+    if diverged is None:
+        for split in ("valid", "test"):
+            metrics.update(evaluate_seeded(task, split, salt=0))
+    else:  # the loss stopped being finite: the run ends there, recorded, with nothing to evaluate
+        metrics = {"train/diverged_at_step": float(diverged), task.monitor: math.nan}
     history = run_dir.read_history()
-    if plots:
+    if plots and diverged is None:
         _save_figures(task, history, run_dir)
     record = {
         "experiment": experiment,
@@ -230,13 +235,15 @@ def _train_and_report(
         "config": config_dict,
         "metrics": metrics,
         "summary": task.summary(),
-        "steps": int(trainer.global_step),
+        "steps": int(trainer.global_step) if diverged is None else diverged,  # optimizer steps
         "world_size": int(trainer.world_size),
         "resumed": bool(resuming),
         "train_time_s": round(train_time, 3),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
     }
+    if diverged is not None:
+        record["diverged_at_step"] = diverged
     write_json_atomic(run_dir.metrics, record)
     return RunResult(run_dir.root, metrics, record)
 

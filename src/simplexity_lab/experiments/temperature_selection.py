@@ -122,11 +122,11 @@ def select_temperature(
                 f"temperature={tau!r}", *overrides]  # fmt: skip
         done = root / name / "metrics.json"
         if resume and done.exists():
-            return json.loads(done.read_text())["metrics"]["valid/iw_bound"]
+            return json.loads(done.read_text())["metrics"].get("valid/iw_bound", math.nan)
         result = run(EXPERIMENT, budget=budget, overrides=sets, out=root, name=name,
                      data_dir=data_dir, resume=resume, progress_bar=False)  # fmt: skip
         assert result is not None
-        return result.metrics["valid/iw_bound"]
+        return result.metrics.get("valid/iw_bound", math.nan)  # absent: diverged
 
     scores: dict[str, dict[str, float]] = {}
     selected: dict[str, float] = {}

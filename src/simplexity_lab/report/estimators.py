@@ -1,8 +1,16 @@
-"""The estimators results page (``docs/results/estimators.md``): the gradient-quality tables.
+"""The estimators results page (``docs/results/estimators.md``): gradient quality and the MNIST VAE.
 
-``gradient-quality-runs`` (embedded in the page) lists the kept runs; ``gradient-quality.md`` beside the page holds every kept ``gradient-quality`` run's tables (each
-method at its least biased temperature, then the full temperature grids), written by
+``gradient-quality-runs`` (embedded in the page) lists the kept runs; ``gradient-quality.md`` beside
+the page holds every kept ``gradient-quality`` run's tables (each method at its least biased
+temperature, then the full temperature grids), written by
 :func:`simplexity_lab.experiments.gradient_quality.report` from ``estimators/runs/gradient-quality/``.
+
+``vae-<config>-selected`` and ``vae-<config>`` (one pair per latent configuration of
+``docs/results/estimators/run_vae.sh``) are the ``igr-vae`` temperature selections and the test
+results of the runs at the selected temperature: the kept runs ``estimators/runs/select-<config>/``
+and ``estimators/runs/vae-<config>/``, and for IGR's 20 × 10 also the IGR page's MNIST selection and
+``short`` runs of the four relaxations (``igr/runs/``: the same experiment, budget and rule), which
+are not run twice.
 
 References:
     Liu, Zhao, Wang, Zhao, Chen, Gao. "Bridging Discrete and Backpropagation: Straight-Through and
@@ -14,16 +22,82 @@ References:
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
+from simplexity_lab.engine.table import collect, markdown_table
 from simplexity_lab.experiments.gradient_quality import report
 from simplexity_lab.report.page import PAGES, Page, PageBuild
+from simplexity_lab.report.selection import SELECTION_PREFIX, selection_table, selections
 
-__all__ = ["PAGE"]
+__all__ = ["PAGE", "VAE_CONFIGS", "VAE_METRICS"]
+
+VAE_CONFIGS: dict[str, tuple[int, int]] = {
+    "igr-20x10": (20, 10),
+    "reinmax-8x4": (4, 8),
+    "reinmax-4x24": (24, 4),
+}
+"""The latent configurations of the VAE table: name -> (variables, categories), as ``run_vae.sh``."""
+
+VAE_METRICS: tuple[str, ...] = ("test/iw_bound", "test/relaxed_elbo")
+"""The VAE table's columns: the discrete model's test IW bound and the training objective on the test
+set (the relaxed ELBO; the categorical one for the straight-through estimators). Not the time: the
+runs share the machine with other queues (``relaxation-timing`` on the IGR page measures it)."""
 
 _ORDER = {"toy": 0, "vae": 1}
 
 
 def build(page: PageBuild) -> None:
+    """Write the gradient-quality and the VAE tables from the kept runs."""
+    _gradient_quality(page)
+    _vae(page)
+
+
+def _vae_records(page: PageBuild) -> list[dict[str, Any]]:
+    """The kept ``igr-vae`` runs of this page, and the IGR page's MNIST nonlinear 20 × 10 ones."""
+    records = [r for r in _collect(page.runs) if r["experiment"] == "igr-vae"]
+    for r in _collect(page.source / "igr" / "runs"):
+        c = r["config"]
+        selection = Path(r["_path"]).parent.name.startswith(SELECTION_PREFIX)
+        if (r["experiment"] == "igr-vae" and c["dataset"] == "mnist" and c["net"] == "nonlinear"
+                and (selection or r["budget"] == "short")):  # fmt: skip
+            records.append(r)
+    return records
+
+
+def _collect(folder: Path) -> list[dict[str, Any]]:
+    return collect([folder]) if folder.is_dir() and any(folder.rglob("metrics.json")) else []
+
+
+def _vae(page: PageBuild) -> None:
+    """One selection table and one result table per configuration that has kept runs."""
+    records = _vae_records(page)
+    for name, shape in VAE_CONFIGS.items():
+        mine = [r for r in records
+                if (r["config"]["num_variables"], r["config"]["num_categories"]) == shape]  # fmt: skip
+        chosen_runs = [r for r in mine if "select" in Path(r["_path"]).parent.name]
+        if not chosen_runs:
+            continue
+        chosen = selections(chosen_runs)
+        page.table(f"vae-{name}-selected", selection_table(chosen))
+        trained = [
+            r for r in mine
+            if "select" not in Path(r["_path"]).parent.name
+            and (pick := chosen.get((r["config"]["dataset"], r["config"]["net"],
+                                     r["config"]["relaxation"]))) is not None
+            and abs(float(r["config"]["temperature"]) - pick["temperature"]) < 1e-12
+        ]  # fmt: skip
+        if trained:
+            trained.sort(key=lambda r: (_ORDER_METHODS.index(r["config"]["relaxation"]),
+                                        r["config"]["seed"]))  # fmt: skip
+            page.table(f"vae-{name}", markdown_table(trained, VAE_METRICS))
+
+
+_ORDER_METHODS = ("gumbel_softmax", "igr_i", "igr_planar", "igr_sb", "straight_through",
+                  "st_gumbel", "gumbel_rao", "reinmax", "decoupled_st")  # fmt: skip
+
+
+def _gradient_quality(page: PageBuild) -> None:
     """Write ``gradient-quality.md`` from the kept runs (the toy first, then the VAEs by size)."""
     folder = page.runs / "gradient-quality"
     records = {p.parent: json.loads(p.read_text()) for p in sorted(folder.glob("*/metrics.json"))}

@@ -29,7 +29,7 @@ METRICS: dict[str, tuple[str, ...]] = {
                         *(f"test/gap_{e}_M{m}" for e in ("nested", "nested_own")
                           for m in (1, 16, 256))),
     "flow-objectives": ("test/estimate", "test/truth", "test/truth_halfwidth", "test/gap",
-                        "test/residual_norm"),
+                        "test/residual_norm", "train/diverged_at_step"),
     "maxent-dirichlet": ("test/entropy", "test/entropy_gap", "test/residual_norm",
                          "test/kl_to_dirichlet"),
 }  # fmt: skip

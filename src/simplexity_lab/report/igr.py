@@ -24,10 +24,10 @@ from typing import Any
 from simplexity_lab.engine.table import collect, markdown_table, seed_mean
 from simplexity_lab.experiments.discrete_approx import target_pmf
 from simplexity_lab.experiments.igr_vae import RELAXATIONS
-from simplexity_lab.experiments.temperature_selection import choose_temperature
 from simplexity_lab.report.page import PAGES, Page, PageBuild
+from simplexity_lab.report.selection import SELECTION_PREFIX, selection_table, selections
 
-__all__ = ["METRICS", "PAGE", "selections"]
+__all__ = ["METRICS", "PAGE"]
 
 METRICS: dict[str, tuple[str, ...]] = {
     "igr-vae": ("test/iw_bound", "test/relaxed_elbo", "test/reference_not_a_bound",
@@ -40,9 +40,6 @@ METRICS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 """The table columns of each experiment of the page."""
 
-SELECTION_PREFIX = "igr-vae-select-"
-"""The folder of a temperature selection (its runs get their own table)."""
-
 
 def _table_key(record: dict[str, Any]) -> str:
     selection = Path(record["_path"]).parent.name.startswith(SELECTION_PREFIX)
@@ -51,39 +48,6 @@ def _table_key(record: dict[str, Any]) -> str:
 
 def _temperature(record: dict[str, Any]) -> float:
     return float(record["config"]["temperature"])
-
-
-def selections(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """The temperature each kept selection picks, per (data set, net, relaxation).
-
-    Recomputed from the kept selection runs with the rule of ``simplexity select-temperature``
-    (:func:`~simplexity_lab.experiments.temperature_selection.choose_temperature`: the best
-    ``valid/iw_bound``, and whether it lies strictly inside the temperatures run).
-    """
-    scores: dict[tuple[str, str, str], dict[float, float]] = {}
-    for r in records:
-        c = r["config"]
-        key = (c["dataset"], c["net"], c["relaxation"])
-        scores.setdefault(key, {})[_temperature(r)] = r["metrics"]["valid/iw_bound"]
-    out = {}
-    for key, values in sorted(scores.items()):
-        tau, inside = choose_temperature(values)
-        out[key] = {"temperature": tau, "inside": inside, "score": values[tau],
-                    "grid": sorted(values)}  # fmt: skip
-    return out
-
-
-def _selection_table(chosen: dict[tuple[str, str, str], dict[str, Any]]) -> str:
-    lines = [
-        "| dataset | net | relaxation | temperatures run | selected τ | valid/iw_bound | strictly inside |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for (dataset, net, relaxation), c in chosen.items():
-        grid = ", ".join(f"{t:g}" for t in c["grid"])
-        inside = "yes" if c["inside"] else "**no: on the edge**"
-        lines.append(f"| {dataset} | {net} | {relaxation} | {grid} | {c['temperature']:g} | "
-                     f"{c['score']:.4g} | {inside} |")  # fmt: skip
-    return "\n".join(lines) + "\n"
 
 
 def _at_selected(
@@ -107,7 +71,7 @@ def build(page: PageBuild) -> None:
         by_table.setdefault(_table_key(record), []).append(record)
     chosen = selections(by_table.get("igr-vae-select", []))
     if chosen:
-        page.table("igr-vae-selected", _selection_table(chosen))
+        page.table("igr-vae-selected", selection_table(chosen))
     if "igr-vae" in by_table:
         for r in by_table.pop("igr-vae"):
             key = "igr-vae" if _at_selected(r, chosen) else "igr-vae-other"
