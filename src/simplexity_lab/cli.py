@@ -233,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(metrics, configs, histories: no checkpoints). With --runs, first keep the results of "
         "the finished runs under that folder.",
     )
-    report.add_argument("page", help="the results page: igr, evsoftmax, flows, estimators or benchmarks")
+    report.add_argument(
+        "page", help="the results page: igr, evsoftmax, flows, estimators or benchmarks"
+    )
     report.add_argument("--results", default=None, metavar="D",
                         help="the results folder (default docs/results; docs for benchmarks)")  # fmt: skip
     report.add_argument("--runs", default=None, metavar="D",
