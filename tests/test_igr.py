@@ -354,6 +354,55 @@ def test_stick_breaking_truncation_policy() -> None:
         stick_breaking_truncation(sticks, threshold=1.5)
 
 
+def test_stick_breaking_truncation_exact_levels_ties_and_messages() -> None:
+    # cumulative sums 0.25, 0.5, 0.75, 1.0: a sum equal to the threshold counts as covered
+    sticks = torch.tensor(
+        [[0.25, 0.25, 0.25, 0.25], [0.5, 0.25, 0.125, 0.0625], [0.9, 0.05, 0.03, 0.01]]
+    )
+    res = stick_breaking_truncation(sticks, threshold=0.75, percentile=0)
+    assert res.per_sample.tolist() == [4, 3, 1] and res.num_sticks == 1 and res.threshold_met
+    # percentiles interpolate between samples (1, 3, 4) and the level is the ceiling
+    for percentile, level in ((25, 2), (50, 3), (60, 4), (100, 4)):
+        assert stick_breaking_truncation(sticks, 0.75, percentile).num_sticks == level
+    # exactly M sticks needed is still met; one more is not, and is capped at M
+    assert stick_breaking_truncation(sticks[:1], 0.75).threshold_met
+    with pytest.warns(RuntimeWarning) as caught:  # the sticks sum to 0.9375 < 0.95
+        res = stick_breaking_truncation(sticks[1:2], 0.95)
+    assert res.per_sample.tolist() == [5] and res.num_sticks == 4 and not res.threshold_met
+    assert str(caught[0].message) == (
+        "stick-breaking truncation: the threshold 0.95 is not met at the maximum of 4 sticks "
+        "(percentile 50.0 of the samples needs more)"
+    )
+    assert caught[0].filename == __file__  # attributed to the caller
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not stick_breaking_truncation(sticks[1:2], 0.95, warn=False).threshold_met
+    # any batch shape: the percentile is over every sample
+    assert stick_breaking_truncation(sticks.reshape(3, 1, 4), 0.75, 100).per_sample.shape == (3, 1)
+    for bad, message in (
+        (
+            {"sticks": torch.tensor(0.5)},
+            r"sticks must have shape \(\.\.\., M\) with M >= 1, got \(\)$",
+        ),
+        (
+            {"sticks": torch.ones(2, 0)},
+            r"sticks must have shape \(\.\.\., M\) with M >= 1, got \(2, 0\)$",
+        ),
+        ({"threshold": 0.0}, r"^threshold must be in \(0, 1\), got 0.0$"),
+        ({"threshold": 1.0}, r"^threshold must be in \(0, 1\), got 1.0$"),
+        ({"percentile": -0.5}, r"^percentile must be in \[0, 100\], got -0.5$"),
+        ({"percentile": 100.5}, r"^percentile must be in \[0, 100\], got 100.5$"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            stick_breaking_truncation(**{"sticks": sticks, **bad})
+    for bad, message in (
+        ({"threshold": True}, "^threshold must be a real number, got bool$"),
+        ({"percentile": "50"}, "^percentile must be a real number, got str$"),
+    ):
+        with pytest.raises(TypeError, match=message):
+            stick_breaking_truncation(**{"sticks": sticks, **bad})
+
+
 def test_stick_breaking_truncation_from_distribution() -> None:
     torch.manual_seed(13)
     d = IGRStickBreaking(torch.full((19,), 1.0), torch.full((19,), 0.5), 0.01)
@@ -516,3 +565,83 @@ def test_rsample_log_returns_the_log_of_each_new_sample() -> None:
         z, log_z = q.rsample_log((4,))
         torch.testing.assert_close(log_z.exp(), z)
         torch.testing.assert_close(log_z, q.softmax_pp.log_z(q.softmax_pp.inv(z).clone()))
+
+
+# ------------------------------------------------------- exact values the mutation run asked for
+def test_igr_names_the_bad_argument_at_the_start_of_its_message() -> None:
+    with pytest.raises(TypeError, match=r"^loc must be a floating-point tensor"):
+        IGR(torch.zeros(3, dtype=torch.long), torch.ones(3), 0.5)
+    flow = PlanarTransform(torch.ones(2), torch.ones(2), torch.tensor(0.0))
+    with pytest.raises(TypeError, match=r"^flows\[1\] must be a PlanarTransform, got int$"):
+        IGRPlanar(torch.zeros(2), torch.ones(2), 0.3, flows=[flow, 3])
+
+
+def test_igr_planar_takes_one_transform_as_a_list_of_one() -> None:
+    flow = PlanarTransform(torch.tensor([0.5, -0.3]), torch.tensor([1.0, 2.0]), torch.tensor(0.1))
+    one = IGRPlanar(torch.tensor([0.2, -0.1]), torch.ones(2), 0.3, flows=flow)
+    listed = IGRPlanar(torch.tensor([0.2, -0.1]), torch.ones(2), 0.3, flows=[flow])
+    assert one.flows == [flow] and one.same_map(listed)
+    z = listed.rsample((4,))
+    torch.testing.assert_close(one.log_prob(z), listed.log_prob(z))
+
+
+@pytest.mark.parametrize("kind", ["igr", "planar", "sb"])
+def test_expand_keeps_the_map_and_serves_a_subclass_instance(kind) -> None:
+    loc, scale = torch.tensor([0.3, -0.2, 0.1]), torch.tensor([0.9, 1.1, 0.7])
+    flow = PlanarTransform(torch.tensor([0.5, -0.3, 0.2]), torch.tensor([1.0, 2.0, -1.0]),
+                           torch.tensor(0.1))  # fmt: skip
+    make = {"igr": lambda: IGR(loc, scale, 0.4),
+            "planar": lambda: IGRPlanar(loc, scale, 0.4, flows=[flow]),
+            "sb": lambda: IGRStickBreaking(loc, scale, 0.4)}[kind]  # fmt: skip
+    d = make()
+    wide = d.expand((2,))
+    assert wide.batch_shape == (2,) and wide.maps == d.maps and wide.same_map(d)
+    z = d.rsample((3,))
+    torch.testing.assert_close(
+        wide.log_prob(z.unsqueeze(1)), d.log_prob(z).unsqueeze(1).expand(3, 2)
+    )
+    parent = type(d)
+
+    class Tagged(parent):  # a user's subclass with its own __init__, as torch requires
+        def __init__(self, base, tag):
+            self.__dict__.update(base.__dict__)
+            self.tag = tag
+
+        def expand(self, batch_shape, _instance=None):
+            new = self._get_checked_instance(Tagged, _instance)
+            new.tag = self.tag
+            return super().expand(batch_shape, _instance=new)
+
+    tagged = Tagged(d, "mine").expand((2,))
+    assert type(tagged) is Tagged and tagged.tag == "mine" and tagged.batch_shape == (2,)
+    torch.testing.assert_close(tagged.log_prob(z.unsqueeze(1)), wide.log_prob(z.unsqueeze(1)))
+
+
+def test_stick_breaking_image_boundary_is_exact() -> None:
+    d = IGRStickBreaking(
+        torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64), 0.5
+    )
+    slack = 4 * 3 * torch.finfo(torch.float64).eps
+    inside = torch.tensor([[0.5, 0.0, 0.25], [0.5, 0.25, 0.25 + slack]], dtype=torch.float64)
+    assert (inside.sum(-1) <= 1 + slack).all() and inside[1].sum() > 1 + 3 * 3 * 2.2e-16
+    outside = torch.tensor(
+        [[0.5, -1e-300, 0.25], [0.5, 0.25, 0.25 + 1.125 * slack]], dtype=torch.float64
+    )
+    assert d._outside_image(inside).tolist() == [False, False]
+    assert d._outside_image(outside).tolist() == [True, True]  # 1.125 slack: not within it
+
+
+def test_stick_breaking_truncation_method_defaults_and_arguments() -> None:
+    d = IGRStickBreaking(torch.zeros(3), torch.ones(3), 0.5)
+    # sticks whose per-sample levels are 1 and 3 at threshold 0.9: the median is 2, the 51st
+    # percentile already 3
+    sticks = torch.tensor([[0.95, 0.01, 0.01], [0.5, 0.3, 0.15]])
+    z = d.softmax_pp(sticks)
+    default = d.truncation(z)
+    assert default.per_sample.tolist() == [1, 3] and default.num_sticks == 2
+    assert d.truncation(z, percentile=51).num_sticks == 3
+    assert d.truncation(z, threshold=0.45).per_sample.tolist() == [1, 1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        short = d.truncation(z, threshold=0.99, percentile=100, warn=False)
+    assert not short.threshold_met
