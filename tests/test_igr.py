@@ -645,3 +645,27 @@ def test_stick_breaking_truncation_method_defaults_and_arguments() -> None:
         warnings.simplefilter("error")
         short = d.truncation(z, threshold=0.99, percentile=100, warn=False)
     assert not short.threshold_met
+
+
+def test_igr_argument_errors_name_the_argument_and_the_expected_form() -> None:
+    z3, o3 = torch.zeros(3), torch.ones(3)
+    cases = [
+        ((z3, o3.long(), 0.5), {}, TypeError, r"^scale must be a floating-point tensor"),
+        ((torch.tensor(0.0), torch.tensor(1.0), 0.5), {}, ValueError,
+         r"^loc and scale must have shape \(\.\.\., K-1\) \(the last axis indexes the K-1 free "
+         r"coordinates\), got \(\) and \(\)$"),
+        ((z3, torch.ones(2), 0.5), {}, ValueError,
+         r"^loc and scale must have the same last dimension K-1, got loc \(3,\) and scale \(2,\)$"),
+        ((z3, o3, -0.5), {}, ValueError, r"^temperature must be "),
+        ((z3, o3, 0.5), {"delta": 0.0}, ValueError, r"^delta must be "),
+        ((z3, o3, torch.tensor(0.5, dtype=torch.float64)), {}, TypeError,
+         r"^temperature has dtype torch.float64 but loc has dtype torch.float32$"),
+        ((z3, o3, 0.5), {"delta": torch.tensor(1.0, dtype=torch.float64)}, TypeError,
+         r"^delta has dtype torch.float64 but loc has dtype torch.float32$"),
+        ((torch.zeros(2, 3), torch.ones(2, 3), torch.full((3,), 0.5)), {}, ValueError,
+         r"^the batch shapes of loc, scale \(without their last axis\), temperature and delta "
+         r"must broadcast, got loc \(2,\), scale \(2,\), temperature \(3,\), delta \(\)$"),
+    ]  # fmt: skip
+    for args, kwargs, error, message in cases:
+        with pytest.raises(error, match=message):
+            IGR(*args, **kwargs)
