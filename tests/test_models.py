@@ -91,3 +91,52 @@ def test_digit_prior_distances_fix_the_reference_metric():
     right = digit_prior_distances(target, target)
     assert all(float(v) == pytest.approx(0.0) for v in right.values())
     assert float(digit_prior_distances(target.roll(1, -1), target)["w1"]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("estimator", ["rloo", "reinforce"])
+def test_score_function_vae_gradient_is_the_exact_gradient_by_enumeration(estimator):
+    """The encoder's and the decoder's gradients of the score-function loss are unbiased: their mean
+    over many draws equals the gradient of the exact expected loss, summed over all K^N latents."""
+    torch.manual_seed(3)
+    n, k = 2, 3
+    vae = DiscreteVAE(5, num_variables=n, num_categories=k, relaxation="straight_through",
+                      net="linear", estimator=estimator, score_samples=3).double()  # fmt: skip
+    with torch.no_grad():  # unequal logits: no symmetry to hide an error
+        for p in vae.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    x = torch.tensor([[1.0, 0.0, 1.0, 1.0, 0.0], [0.0, 0.0, 1.0, 0.0, 1.0]], dtype=torch.float64)
+    params = list(vae.parameters())
+    # exact: E_q[-log p(x|h)] + KL(q || uniform), by enumeration
+    configs = torch.tensor(list(itertools.product(range(k), repeat=n)))
+    one_hot = torch.nn.functional.one_hot(configs, k).double()  # (9, n, k)
+    q = vae.posterior(x, 1.0)
+    log_q = q.log_prob(one_hot.unsqueeze(1)).sum(-1)  # (9, B)
+    rec = -vae.likelihood(one_hot.unsqueeze(1)).log_prob(x)  # (9, B)
+    kl = vae.kl(q, vae.prior(1.0, x)).sum(-1)
+    exact_loss = ((log_q.exp() * rec).sum(0) + kl).mean()
+    exact = torch.cat([g.flatten() for g in torch.autograd.grad(exact_loss, params)])
+    draws = []
+    for _ in range(3000):
+        loss, _ = vae.loss(x, 1.0)
+        draws.append(torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)]))
+    draws = torch.stack(draws)
+    mean, se = draws.mean(0), draws.std(0) / len(draws) ** 0.5
+    assert ((mean - exact).abs() <= 4.5 * se + 1e-9).all()
+    assert float(torch.nn.functional.cosine_similarity(mean, exact, 0)) > 0.99
+    if estimator == "reinforce":  # the running mean is part of the model's state
+        assert int(vae.baseline.count) == 3000 and "baseline.value" in vae.state_dict()
+
+
+def test_score_function_vae_needs_categorical_samples():
+    with pytest.raises(ValueError, match="relaxation must be one of straight_through"):
+        DiscreteVAE(5, relaxation="igr_i", estimator="rloo")
+    with pytest.raises(ValueError, match=r"^score_samples must be"):
+        DiscreteVAE(5, relaxation="reinmax", estimator="rloo", score_samples=1)
+    with pytest.raises(ValueError, match=r"^estimator must be one of pathwise, rloo, reinforce"):
+        DiscreteVAE(5, relaxation="reinmax", estimator="vimco")
+    # evaluation (no gradient) leaves the running mean alone
+    vae = DiscreteVAE(5, num_variables=2, num_categories=3, relaxation="straight_through",
+                      net="linear", estimator="reinforce")  # fmt: skip
+    with torch.no_grad():
+        vae.loss(torch.ones(2, 5), 1.0)
+    assert int(vae.baseline.count) == 0

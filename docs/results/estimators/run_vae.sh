@@ -34,7 +34,17 @@ NET=${NET:-nonlinear}
 # configuration name: "num_variables num_categories" (IGR's 20 x 10; ReinMax's 8 x 4 and 4 x 24,
 # written categories x variables in its paper: 4 variables of 8 and 24 variables of 4 categories)
 CONFIGS=${CONFIGS:-"igr-20x10 reinmax-8x4 reinmax-4x24"}
-METHODS=${METHODS:-"gumbel_softmax igr_i igr_planar igr_sb straight_through st_gumbel gumbel_rao reinmax decoupled_st"}
+METHODS=${METHODS:-"gumbel_softmax igr_i igr_planar igr_sb straight_through st_gumbel gumbel_rao reinmax decoupled_st rloo reinforce"}
+# rloo, reinforce: the score-function estimators (igr-vae's estimator=, S = $SCORE_SAMPLES categorical
+# samples of the straight-through posterior, whose temperature they do not use: nothing to select)
+SCORE_SAMPLES=${SCORE_SAMPLES:-4}
+
+method_sets() {  # method_sets METHOD -> the igr-vae settings of a method
+    case $1 in
+        rloo | reinforce) echo "relaxation=straight_through estimator=$1 score_samples=$SCORE_SAMPLES" ;;
+        *) echo "relaxation=$1" ;;
+    esac
+}
 
 shape() {  # shape CONFIG -> "num_variables=N num_categories=K"
     case $1 in
@@ -90,12 +100,14 @@ PY
 }
 
 selected() {  # selected CONFIG METHOD -> the temperature (empty if unresolved or pending)
+    case $2 in rloo | reinforce) echo 1; return 0 ;; esac
     local file="$OUT/select-$1/$2.selected"
     [ -f "$file" ] && cat "$file"
 }
 
 select_one() {  # select_one CONFIG METHOD
     local config=$1 method=$2 dir="select-$1"
+    case $method in rloo | reinforce) return 0 ;; esac
     [ -f "$OUT/$dir/$method.selected" ] && return 0
     local temps; temps=$(grid "$method")
     local extensions=0
@@ -134,7 +146,7 @@ train() {
                 local tau; tau=$(selected "$config" "$method")
                 if [ -z "$tau" ]; then echo "skip: $config $method (no selected temperature)"; continue; fi
                 go "vae-$config" "$VAE_BUDGET-$method-seed$seed" "$VAE_BUDGET" "dataset=$DATASET" \
-                    "net=$NET" "relaxation=$method" $(shape "$config") "temperature=$tau" \
+                    "net=$NET" $(method_sets "$method") $(shape "$config") "temperature=$tau" \
                     "seed=$seed" || true
             done
         done

@@ -27,7 +27,7 @@ from simplexity_lab.engine.experiment import Experiment, register
 from simplexity_lab.engine.schedules import parse_schedule
 from simplexity_lab.engine.task import StepBatches, Task, TrainConfig
 from simplexity_lab.experiments._data import eval_subset, load_split
-from simplexity_lab.models.discrete_vae import DiscreteVAE
+from simplexity_lab.models.discrete_vae import ONE_HOT_RELAXATIONS, DiscreteVAE
 
 __all__ = [
     "VAEConfig",
@@ -78,6 +78,11 @@ class VAEConfig(TrainConfig):
         delta: softmax++ offset of the IGR family.
         binarize: ``"auto"`` (dynamic for ``dynamic_mnist``), ``"none"`` or ``"dynamic"``.
         eval_samples: S of the importance-weighted bound on the test split (validation: S/10).
+        estimator: ``"pathwise"`` (through the relaxation's ``rsample``), or a score-function
+            estimator, ``"rloo"`` or ``"reinforce"`` (running-mean baseline), with a relaxation of
+            :data:`~simplexity_lab.models.discrete_vae.ONE_HOT_RELAXATIONS` (its categorical samples;
+            the temperature is then unused).
+        score_samples: S of the score-function estimators (decoder evaluations per image and step).
     """
 
     steps: int = 50_000
@@ -98,9 +103,12 @@ class VAEConfig(TrainConfig):
     delta: float = 1.0
     binarize: Literal["auto", "none", "dynamic"] = "auto"
     eval_samples: int = 1000
+    estimator: Literal["pathwise", "rloo", "reinforce"] = "pathwise"
+    score_samples: int = 4
 
     minimums: ClassVar[Mapping[str, int]] = {
         "num_variables": 1, "num_categories": 2, "kl_samples": 1, "eval_samples": 1,
+        "score_samples": 1,
     }  # fmt: skip
     schedules: ClassVar[tuple[str, ...]] = ("temperature", "beta")
 
@@ -115,6 +123,13 @@ class VAEConfig(TrainConfig):
                 f"unknown relaxation {self.relaxation!r}; expected one of "
                 f"{', '.join(relaxations.names())}"
             )
+        if self.estimator != "pathwise" and self.relaxation not in ONE_HOT_RELAXATIONS:
+            raise ValueError(
+                f"estimator={self.estimator!r} draws categorical samples: relaxation must be one "
+                f"of {', '.join(ONE_HOT_RELAXATIONS)}, got {self.relaxation!r}"
+            )
+        if self.estimator == "rloo" and self.score_samples < 2:
+            raise ValueError(f"estimator='rloo' needs score_samples >= 2, got {self.score_samples}")
 
 
 class VAETask(Task):
@@ -143,6 +158,8 @@ class VAETask(Task):
             kl=config.kl,
             kl_samples=config.kl_samples,
             relaxation_options=options,
+            estimator=config.estimator,
+            score_samples=config.score_samples,
         )
         self.temperature = parse_schedule(config.temperature, name="temperature")
         self.beta = parse_schedule(config.beta, name="beta")

@@ -56,9 +56,11 @@ from torch.distributions import (
 from simplexity._checks import check_int
 from simplexity.distributions import (
     NoClosedFormKLError,
+    RunningMean,
     igr_zero_temperature_probs,
     monte_carlo_kl,
     relaxations,
+    score_function_surrogate,
     zero_temperature_limit,
 )
 from simplexity.distributions.gumbel_softmax import GumbelSoftmax
@@ -66,7 +68,18 @@ from simplexity.distributions.igr import IGR
 from simplexity.nn import MLP
 from simplexity_lab.models.networks import NETS
 
-__all__ = ["DiscreteVAE"]
+__all__ = ["ESTIMATORS", "ONE_HOT_RELAXATIONS", "DiscreteVAE"]
+
+ESTIMATORS: tuple[str, ...] = ("pathwise", "rloo", "reinforce")
+"""How the encoder's gradient is estimated: through the relaxation's ``rsample`` (``"pathwise"``),
+or by the score function of ``score_samples`` categorical samples with the leave-one-out baseline
+(``"rloo"``) or a running-mean baseline (``"reinforce"``)."""
+
+ONE_HOT_RELAXATIONS: tuple[str, ...] = (
+    "straight_through", "st_gumbel", "gumbel_rao", "reinmax", "decoupled_st",
+)  # fmt: skip
+"""The relaxations whose samples are categorical one-hot vectors with the categorical ``log_prob``:
+the posteriors the score-function estimators can use."""
 
 
 class DiscreteVAE(nn.Module):
@@ -83,6 +96,12 @@ class DiscreteVAE(nn.Module):
             none) or ``"mc"``.
         kl_samples: samples of the Monte Carlo KL.
         relaxation_options: keyword options of the relaxation (e.g. ``delta``, ``num_flows``).
+        estimator: the encoder's gradient (:data:`ESTIMATORS`): ``"pathwise"`` through the
+            relaxation's ``rsample``; ``"rloo"`` or ``"reinforce"``: the score function of
+            ``score_samples`` categorical samples
+            (:func:`~simplexity.distributions.score_function_surrogate`), for a relaxation of
+            :data:`ONE_HOT_RELAXATIONS` (only its categorical ``sample`` and ``log_prob`` are used).
+        score_samples: S of the score-function estimators (``"rloo"`` needs S >= 2).
     """
 
     def __init__(
@@ -97,6 +116,8 @@ class DiscreteVAE(nn.Module):
         kl: Literal["auto", "analytic", "mc"] = "auto",
         kl_samples: int = 1,
         relaxation_options: dict[str, Any] | None = None,
+        estimator: Literal["pathwise", "rloo", "reinforce"] = "pathwise",
+        score_samples: int = 4,
     ) -> None:
         super().__init__()
         for name, value, low in (
@@ -104,8 +125,20 @@ class DiscreteVAE(nn.Module):
             ("num_variables", num_variables, 1),
             ("num_categories", num_categories, 2),
             ("kl_samples", kl_samples, 1),
+            ("score_samples", score_samples, 2 if estimator == "rloo" else 1),
         ):
             check_int(name, value, min=low)
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
+        if estimator != "pathwise" and relaxation not in ONE_HOT_RELAXATIONS:
+            raise ValueError(
+                f"estimator={estimator!r} draws categorical samples: relaxation must be one of "
+                f"{', '.join(ONE_HOT_RELAXATIONS)}, got {relaxation!r}"
+            )
+        self.estimator = estimator
+        self.score_samples = score_samples
+        # a buffer of the model: saved and restored with its state_dict
+        self.baseline = RunningMean() if estimator == "reinforce" else None
         if net not in NETS:
             raise ValueError(f"net must be one of {sorted(NETS)}, got {net!r}")
         if likelihood not in ("bernoulli", "gaussian"):
@@ -179,6 +212,8 @@ class DiscreteVAE(nn.Module):
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Negative relaxed ELBO (β-weighted KL), averaged over the batch, and its parts."""
         q = self.posterior(x, temperature)
+        if self.estimator != "pathwise":
+            return self._score_function_loss(x, q, temperature, beta)
         z = q.rsample()
         rec = -self.likelihood(z).log_prob(x)
         kl = self.kl(q, self.prior(temperature, z)).sum(-1)
@@ -186,6 +221,30 @@ class DiscreteVAE(nn.Module):
         elbo = -(rec + kl).mean()
         return loss, {"loss": loss.detach(), "rec": rec.mean().detach(), "kl": kl.mean().detach(),
                       "elbo": elbo.detach()}  # fmt: skip
+
+    def _score_function_loss(
+        self, x: Tensor, q: Distribution, temperature: float | Tensor, beta: float
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        r"""The score-function surrogate of the reconstruction term plus the categorical KL.
+
+        The reconstruction :math:`f_s = -\log p(x \mid h_s)` of S samples :math:`h_s \sim q`
+        (drawn without gradient) gives the decoder its ordinary gradient and the encoder the score
+        function's, with the leave-one-out or the running-mean baseline; the KL to the uniform
+        prior is in closed form. Without gradient (evaluation) no baseline is used or updated:
+        the value is the same.
+        """
+        h = q.sample((self.score_samples,))  # (S, B, N, K) one-hot
+        log_q = q.log_prob(h).sum(-1)  # (S, B)
+        rec = -self.likelihood(h).log_prob(x)  # (S, B)
+        baseline: str | RunningMean | None = "rloo" if self.estimator == "rloo" else self.baseline
+        if not torch.is_grad_enabled():
+            baseline = None
+        surrogate = score_function_surrogate(rec, log_q, baseline)
+        kl = self.kl(q, self.prior(temperature, h)).sum(-1)
+        loss = (surrogate + beta * kl).mean()
+        rec_mean = rec.detach().mean()
+        return loss, {"loss": loss.detach(), "rec": rec_mean, "kl": kl.mean().detach(),
+                      "elbo": -(rec_mean + kl.mean()).detach()}  # fmt: skip
 
     # ---------------------------------------------------------------------- evaluation
 

@@ -25,7 +25,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from simplexity_lab.engine.table import collect, markdown_table
+from simplexity_lab.engine.table import collect, format_mean_se
 from simplexity_lab.experiments.gradient_quality import report
 from simplexity_lab.report.page import PAGES, Page, PageBuild
 from simplexity_lab.report.selection import SELECTION_PREFIX, selection_table, selections
@@ -69,8 +69,18 @@ def _collect(folder: Path) -> list[dict[str, Any]]:
     return collect([folder]) if folder.is_dir() and any(folder.rglob("metrics.json")) else []
 
 
+def _method(record: dict[str, Any]) -> str:
+    """The estimator a run trained with: its score-function estimator, else its relaxation."""
+    estimator = record["config"].get("estimator", "pathwise")
+    return record["config"]["relaxation"] if estimator == "pathwise" else estimator
+
+
 def _vae(page: PageBuild) -> None:
-    """One selection table and one result table per configuration that has kept runs."""
+    """One selection table and one result table per configuration that has kept runs.
+
+    A result row is a method at its selected temperature (the score-function estimators, which use
+    none, always), mean ± s.e. over its seeds.
+    """
     records = _vae_records(page)
     for name, shape in VAE_CONFIGS.items():
         mine = [r for r in records
@@ -80,21 +90,45 @@ def _vae(page: PageBuild) -> None:
             continue
         chosen = selections(chosen_runs)
         page.table(f"vae-{name}-selected", selection_table(chosen))
-        trained = [
-            r for r in mine
-            if "select" not in Path(r["_path"]).parent.name
-            and (pick := chosen.get((r["config"]["dataset"], r["config"]["net"],
-                                     r["config"]["relaxation"]))) is not None
-            and abs(float(r["config"]["temperature"]) - pick["temperature"]) < 1e-12
-        ]  # fmt: skip
-        if trained:
-            trained.sort(key=lambda r: (_ORDER_METHODS.index(r["config"]["relaxation"]),
-                                        r["config"]["seed"]))  # fmt: skip
-            page.table(f"vae-{name}", markdown_table(trained, VAE_METRICS))
+        rows: dict[str, list[dict[str, Any]]] = {}
+        for r in mine:
+            c, method = r["config"], _method(r)
+            if "select" in Path(r["_path"]).parent.name:
+                continue
+            if method in SCORE_FUNCTION:
+                rows.setdefault(method, []).append(r)
+                continue
+            pick = chosen.get((c["dataset"], c["net"], c["relaxation"]))
+            if pick is not None and abs(float(c["temperature"]) - pick["temperature"]) < 1e-12:
+                rows.setdefault(method, []).append(r)
+        if rows:
+            page.table(f"vae-{name}", _vae_table(rows))
 
+
+SCORE_FUNCTION = ("rloo", "reinforce")
 
 _ORDER_METHODS = ("gumbel_softmax", "igr_i", "igr_planar", "igr_sb", "straight_through",
-                  "st_gumbel", "gumbel_rao", "reinmax", "decoupled_st")  # fmt: skip
+                  "st_gumbel", "gumbel_rao", "reinmax", "decoupled_st", *SCORE_FUNCTION)  # fmt: skip
+
+
+def _vae_table(rows: dict[str, list[dict[str, Any]]]) -> str:
+    lines = [
+        "| method | τ | decoder evaluations per image and step | seeds | "
+        + " | ".join(VAE_METRICS)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(VAE_METRICS),
+    ]
+    for method in sorted(rows, key=_ORDER_METHODS.index):
+        members = rows[method]
+        c = members[0]["config"]
+        tau = "—" if method in SCORE_FUNCTION else f"{float(c['temperature']):g}"
+        evaluations = c.get("score_samples", 4) if method in SCORE_FUNCTION else 1
+        values = [[r["metrics"][m] for r in members if m in r["metrics"]] for m in VAE_METRICS]
+        cells = [format_mean_se(v) if v else "—" for v in values]  # — : every seed diverged
+        lines.append(
+            f"| {method} | {tau} | {evaluations} | {len(members)} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _gradient_quality(page: PageBuild) -> None:
