@@ -35,10 +35,29 @@ def test_discrete_vae_takes_the_name(name: str) -> None:
     assert bound.shape == (5,) and bool(bound.isfinite().all())
 
 
-@pytest.mark.parametrize("name", ["reinmax", "gumbel_rao"])
+@pytest.mark.parametrize("name", ["reinmax", "gumbel_rao", "rloo"])
 def test_igr_vae_smoke(tmp_path, name: str) -> None:
+    sets = ["relaxation=straight_through", "estimator=rloo"] if name == "rloo" else [
+        f"relaxation={name}"]  # fmt: skip
     result = run("igr-vae", budget="smoke", out=tmp_path, progress_bar=False, plots=False,
                  overrides=["dataset=digits", "binarize=dynamic", "net=linear",
-                            "num_variables=4", f"relaxation={name}", "temperature=1.3"])  # fmt: skip
-    assert result.record["config"]["relaxation"] == name
+                            "num_variables=4", *sets, "temperature=1.3"])  # fmt: skip
     assert math.isfinite(result.metrics["test/iw_bound"])
+    if name == "rloo":
+        assert result.record["config"]["estimator"] == "rloo"
+        assert result.record["config"]["score_samples"] == 4
+    else:
+        assert result.record["config"]["relaxation"] == name
+
+
+def test_igr_vae_score_function_settings_are_checked_at_construction() -> None:
+    from simplexity_lab.engine import ConfigError, build_config
+    from simplexity_lab.experiments.igr_vae import IGRVAEConfig
+
+    with pytest.raises(
+        (ConfigError, ValueError), match="relaxation must be one of straight_through"
+    ):
+        build_config(IGRVAEConfig, ["estimator=rloo", "relaxation=igr_i"])
+    with pytest.raises((ConfigError, ValueError), match="needs score_samples >= 2, got 1"):
+        build_config(IGRVAEConfig, ["estimator=rloo", "relaxation=reinmax",
+                                              "score_samples=1"])  # fmt: skip
