@@ -669,3 +669,30 @@ def test_igr_argument_errors_name_the_argument_and_the_expected_form() -> None:
     for args, kwargs, error, message in cases:
         with pytest.raises(error, match=message):
             IGR(*args, **kwargs)
+
+
+def test_stick_breaking_truncation_default_percentile_and_any_batch_shape() -> None:
+    # per-sample levels 1 and 3: the default percentile (the median) gives 2, any other another
+    two = torch.tensor([[0.95, 0.01, 0.01], [0.5, 0.3, 0.15]])
+    assert stick_breaking_truncation(two, 0.9).num_sticks == 2
+    # levels 1 and 101: the percentile interpolates, 50.3 -> 51.3 -> 52 sticks
+    wide = torch.zeros(2, 100)
+    wide[0, 0], wide[1] = 0.95, 0.005
+    res = stick_breaking_truncation(wide, 0.9, 50.3)
+    assert res.per_sample.tolist() == [1, 101] and res.num_sticks == 52 and res.threshold_met
+    # a batch of batches: sticks on the last axis, the percentile over every sample
+    sticks = torch.tensor(
+        [[0.25, 0.25, 0.25, 0.25], [0.5, 0.25, 0.125, 0.0625], [0.9, 0.05, 0.03, 0.01]]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = stick_breaking_truncation(sticks.reshape(3, 1, 4), 0.75, 100)
+    assert res.per_sample.tolist() == [[4], [3], [1]] and res.num_sticks == 4 and res.threshold_met
+    with pytest.raises(TypeError, match=r"^sticks must be a floating-point tensor"):
+        stick_breaking_truncation(torch.ones(2, 3, dtype=torch.long))
+
+
+def test_igr_without_validation_returns_nan_for_nan_values() -> None:
+    # torch's convention: validate_args=False checks nothing, a NaN value gives a NaN density
+    d = IGR(torch.tensor([0.3, -0.2]), torch.ones(2), 0.5, validate_args=False)
+    assert torch.isnan(d.log_prob(torch.tensor([0.2, float("nan"), 0.3])))
