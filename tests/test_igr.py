@@ -373,7 +373,10 @@ def test_stick_breaking_truncation_exact_levels_ties_and_messages() -> None:
         "stick-breaking truncation: the threshold 0.95 is not met at the maximum of 4 sticks "
         "(percentile 50.0 of the samples needs more)"
     )
-    assert caught[0].filename == __file__  # attributed to the caller
+    # attributed to the caller (under mutmut, to the trampoline that calls the mutated function)
+    assert caught[0].filename == __file__ or caught[0].filename.endswith(
+        "mutmut/mutation/trampoline.py"
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert not stick_breaking_truncation(sticks[1:2], 0.95, warn=False).threshold_met
