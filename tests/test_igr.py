@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
 
 import numpy as np
@@ -374,9 +375,8 @@ def test_stick_breaking_truncation_exact_levels_ties_and_messages() -> None:
         "(percentile 50.0 of the samples needs more)"
     )
     # attributed to the caller (under mutmut, to the trampoline that calls the mutated function)
-    assert caught[0].filename == __file__ or caught[0].filename.endswith(
-        "mutmut/mutation/trampoline.py"
-    )
+    caller = "mutmut/mutation/trampoline.py" if os.environ.get("MUTANT_UNDER_TEST") else __file__
+    assert caught[0].filename.endswith(caller)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert not stick_breaking_truncation(sticks[1:2], 0.95, warn=False).threshold_met
@@ -693,6 +693,13 @@ def test_stick_breaking_truncation_default_percentile_and_any_batch_shape() -> N
     assert res.per_sample.tolist() == [[4], [3], [1]] and res.num_sticks == 4 and res.threshold_met
     with pytest.raises(TypeError, match=r"^sticks must be a floating-point tensor"):
         stick_breaking_truncation(torch.ones(2, 3, dtype=torch.long))
+    # one sample (1-D sticks) and a single stick are valid input
+    one = stick_breaking_truncation(torch.tensor([0.5, 0.3, 0.15]), 0.9)
+    assert one.per_sample.tolist() == 3 and one.num_sticks == 3 and one.threshold_met
+    with pytest.warns(RuntimeWarning, match="not met at the maximum of 1 sticks"):
+        single = stick_breaking_truncation(torch.tensor([[0.95], [0.5]]), 0.9, 100)
+    assert single.per_sample.tolist() == [1, 2] and single.num_sticks == 1
+    assert not single.threshold_met
 
 
 def test_igr_without_validation_returns_nan_for_nan_values() -> None:
