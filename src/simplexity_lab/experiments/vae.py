@@ -27,7 +27,7 @@ from simplexity_lab.engine.experiment import Experiment, register
 from simplexity_lab.engine.schedules import parse_schedule
 from simplexity_lab.engine.task import StepBatches, Task, TrainConfig
 from simplexity_lab.experiments._data import eval_subset, load_split
-from simplexity_lab.models.discrete_vae import ONE_HOT_RELAXATIONS, DiscreteVAE
+from simplexity_lab.models.discrete_vae import DiscreteVAE, check_estimator
 
 __all__ = [
     "VAEConfig",
@@ -123,13 +123,7 @@ class VAEConfig(TrainConfig):
                 f"unknown relaxation {self.relaxation!r}; expected one of "
                 f"{', '.join(relaxations.names())}"
             )
-        if self.estimator != "pathwise" and self.relaxation not in ONE_HOT_RELAXATIONS:
-            raise ValueError(
-                f"estimator={self.estimator!r} draws categorical samples: relaxation must be one "
-                f"of {', '.join(ONE_HOT_RELAXATIONS)}, got {self.relaxation!r}"
-            )
-        if self.estimator == "rloo" and self.score_samples < 2:
-            raise ValueError(f"estimator='rloo' needs score_samples >= 2, got {self.score_samples}")
+        check_estimator(self.estimator, self.relaxation, self.score_samples)
 
 
 class VAETask(Task):

@@ -68,7 +68,7 @@ from simplexity.distributions.igr import IGR
 from simplexity.nn import MLP
 from simplexity_lab.models.networks import NETS
 
-__all__ = ["ESTIMATORS", "ONE_HOT_RELAXATIONS", "DiscreteVAE"]
+__all__ = ["ESTIMATORS", "ONE_HOT_RELAXATIONS", "DiscreteVAE", "check_estimator"]
 
 ESTIMATORS: tuple[str, ...] = ("pathwise", "rloo", "reinforce")
 """How the encoder's gradient is estimated: through the relaxation's ``rsample`` (``"pathwise"``),
@@ -80,6 +80,18 @@ ONE_HOT_RELAXATIONS: tuple[str, ...] = (
 )  # fmt: skip
 """The relaxations whose samples are categorical one-hot vectors with the categorical ``log_prob``:
 the posteriors the score-function estimators can use."""
+
+
+def check_estimator(estimator: str, relaxation: str, score_samples: int) -> None:
+    """Raise ``ValueError`` unless ``estimator`` can train with ``relaxation`` and ``score_samples``."""
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
+    if estimator != "pathwise" and relaxation not in ONE_HOT_RELAXATIONS:
+        raise ValueError(
+            f"estimator={estimator!r} draws categorical samples: relaxation must be one of "
+            f"{', '.join(ONE_HOT_RELAXATIONS)}, got {relaxation!r}"
+        )
+    check_int("score_samples", score_samples, min=2 if estimator == "rloo" else 1)
 
 
 class DiscreteVAE(nn.Module):
@@ -125,16 +137,9 @@ class DiscreteVAE(nn.Module):
             ("num_variables", num_variables, 1),
             ("num_categories", num_categories, 2),
             ("kl_samples", kl_samples, 1),
-            ("score_samples", score_samples, 2 if estimator == "rloo" else 1),
         ):
             check_int(name, value, min=low)
-        if estimator not in ESTIMATORS:
-            raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
-        if estimator != "pathwise" and relaxation not in ONE_HOT_RELAXATIONS:
-            raise ValueError(
-                f"estimator={estimator!r} draws categorical samples: relaxation must be one of "
-                f"{', '.join(ONE_HOT_RELAXATIONS)}, got {relaxation!r}"
-            )
+        check_estimator(estimator, relaxation, score_samples)
         self.estimator = estimator
         self.score_samples = score_samples
         # a buffer of the model: saved and restored with its state_dict
