@@ -59,6 +59,14 @@ def test_console_entry_point_and_unknown_command():
         ),
         (["select-temperature", "--relaxations", "softmax"], "relaxation must be one of"),
         (["select-temperature", "--grid", "0.1,x"], "--grid must be comma-separated numbers"),
+        (
+            ["select-temperature", "--experiment", "sop", "--relaxations", "igr_sb"],
+            "relaxation must be one of gumbel_softmax, igr_i, igr_planar, got 'igr_sb'",
+        ),
+        (
+            ["select-temperature", "--experiment", "sop", "--net", "linear"],
+            "net applies to igr-vae only, got net='linear' for sop",
+        ),
     ],
 )
 def test_user_mistakes_are_one_line(args, words, capsys, tmp_path):

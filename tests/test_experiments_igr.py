@@ -423,6 +423,42 @@ def test_temperature_selection_extends_the_grid_until_the_best_is_inside(tmp_pat
     )
     assert saved["on_edge"] == ["gumbel_softmax"]  # the record is written before the error
     assert ts.next_temperature({0.03: -1.0, 0.05: -2.0}) == 0.02
+
+
+def test_sop_temperature_selection_minimizes_the_validation_nll(tmp_path, monkeypatch):
+    """sop's criterion is the lowest valid/nll: the grid grows toward it, and its folder has no net."""
+    from types import SimpleNamespace
+
+    from simplexity_lab.experiments import temperature_selection as ts
+
+    seen = []
+
+    def fake_run(experiment, *, overrides, out, **_):  # a validation NLL lowest at τ = 0.2
+        seen.append((experiment.name, Path(out).name, sorted(overrides)))
+        tau = float(next(s for s in overrides if s.startswith("temperature=")).split("=")[1])
+        return SimpleNamespace(metrics={"valid/nll": 70.0 + math.log(tau / 0.2) ** 2})
+
+    monkeypatch.setattr(ts, "run", fake_run)
+    record = ts.select_temperature(
+        experiment="sop", relaxations=["igr_i"], grid=[0.5, 1.0], out=tmp_path
+    )
+    assert record["selected"]["igr_i"] == 0.22  # 0.5 -> 0.33 -> 0.22 -> 0.15 (lowest NLL: 0.22)
+    assert list(record["scores"]["igr_i"]) == ["0.15", "0.22", "0.33", "0.5", "1"]
+    assert record["criterion"] == "valid/nll" and record["direction"] == "min"
+    assert seen[0] == (
+        "sop", "sop-select-binarized_mnist",
+        ["dataset=binarized_mnist", "relaxation=igr_i", "temperature=0.5"],
+    )  # fmt: skip
+    saved = tmp_path / "sop-select-binarized_mnist" / "selected_temperature.json"
+    assert json.loads(saved.read_text())["selected"] == {"igr_i": 0.22}
+    ts.select_temperature(  # another relaxation, its own grid: the file keeps both choices
+        experiment="sop", relaxations=["gumbel_softmax"], grid=[0.1, 0.2, 0.4], out=tmp_path
+    )
+    both = json.loads(saved.read_text())
+    assert both["selected"] == {"igr_i": 0.22, "gumbel_softmax": 0.2}
+    assert list(both["scores"]) == ["igr_i", "gumbel_softmax"] and both["on_edge"] == []
+    with pytest.raises(ValueError, match="experiment must be one of igr-vae, sop, got 'vae'"):
+        ts.select_temperature(experiment="vae", out=tmp_path)
     assert ts.next_temperature({0.1: float("nan"), 0.2: -1.0, 0.3: -2.0}) is None  # NaN never wins
     assert ts.next_temperature({0.1: -1.0, 0.2: -2.0, 0.3: float("nan")}) == 0.067
 

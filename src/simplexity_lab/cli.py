@@ -120,7 +120,6 @@ def _select_temperature(args: argparse.Namespace) -> int:
 
     import torch
 
-    from simplexity_lab.experiments.igr_vae import RELAXATIONS
     from simplexity_lab.experiments.temperature_selection import (
         TEMPERATURE_GRID,
         select_temperature,
@@ -132,10 +131,11 @@ def _select_temperature(args: argparse.Namespace) -> int:
             grid = [float(t) for t in args.grid.split(",") if t.strip()]
         except ValueError:
             raise ValueError(f"--grid must be comma-separated numbers, got {args.grid!r}") from None
-    relaxations = RELAXATIONS if args.relaxations is None else args.relaxations.split(",")
+    relaxations = None if args.relaxations is None else args.relaxations.split(",")
     torch.set_num_threads(args.threads)
     record = select_temperature(
-        dataset=args.dataset, net=args.net, relaxations=relaxations, grid=grid,
+        experiment=args.experiment, dataset=args.dataset, net=args.net,
+        relaxations=relaxations, grid=grid,
         budget=args.budget, overrides=args.set, out=args.out, data_dir=args.data_dir,
         max_extensions=args.max_extensions,
     )  # fmt: skip
@@ -247,15 +247,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     select = sub.add_parser(
         "select-temperature",
-        help="pick igr-vae's temperature per relaxation on the validation split",
-        description="Train one igr-vae run (budget `select`) per relaxation and temperature of "
-        "the grid under OUT/igr-vae-select-DATASET-NET/, pick the temperature with the best "
-        "valid/iw_bound and write selected_temperature.json there (finished runs are reused).",
+        help="pick igr-vae's (or sop's) temperature per relaxation on the validation split",
+        description="Train one run (budget `select`) per relaxation and temperature of the grid "
+        "under OUT/EXPERIMENT-select-DATASET[-NET]/, pick the temperature with the best "
+        "validation criterion (igr-vae: highest valid/iw_bound; sop: lowest valid/nll) and write "
+        "selected_temperature.json there (finished runs are reused).",
     )
-    select.add_argument("--dataset", default="mnist")
-    select.add_argument("--net", default="nonlinear")
+    select.add_argument("--experiment", default="igr-vae", choices=["igr-vae", "sop"])
+    select.add_argument("--dataset", default=None,
+                        help="default: the experiment's (mnist; binarized_mnist)")  # fmt: skip
+    select.add_argument("--net", default=None, help="igr-vae only (default nonlinear)")
     select.add_argument("--relaxations", default=None, metavar="R,R",
-                        help="default: all four (gumbel_softmax, igr_i, igr_planar, igr_sb)")  # fmt: skip
+                        help="default: all of the experiment's (igr-vae: gumbel_softmax, igr_i, "
+                        "igr_planar, igr_sb)")  # fmt: skip
     select.add_argument("--grid", default=None, metavar="T,T",
                         help="temperatures (default 0.03,0.05,0.1,0.15,0.25,0.5,0.67)")  # fmt: skip
     select.add_argument("--budget", default="select")

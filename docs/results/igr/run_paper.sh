@@ -6,8 +6,11 @@
 #   nohup nice -n 19 bash docs/results/igr/run_paper.sh vae   > runs/igr/vae.log 2>&1 &
 #   DATASETS=omniglot nohup nice -n 19 bash docs/results/igr/run_paper.sh vae > runs/igr/vae-omniglot.log 2>&1 &
 #
-# quick: relaxation-timing, discrete-approx (all targets and truncations), sop (3 seeds each;
-#        SOP_BUDGET: short = 10 epochs, or paper = 100).
+# quick: relaxation-timing, discrete-approx (all targets and truncations), sop (3 seeds each at
+#        the temperature selected on validation, sop_select; SOP_BUDGET: short = 10 epochs, or
+#        paper = 100).
+# sop:   sop's temperature selection, then the 3 seeds at the selected temperatures:
+#        nohup nice -n 10 bash docs/results/igr/run_paper.sh sop > runs/igr/sop.log 2>&1 &
 # vae:   temperature selection per data set (nonlinear net; grids extended until the best tau is
 #        strictly inside), then igr-vae at the selected tau (VAE_BUDGET: short = 6 epochs,
 #        reduced = 20, or paper = 100); runs kept at the same tau are not rerun.
@@ -59,20 +62,42 @@ quick() {
     sop $SEEDS
 }
 
-sop() {  # sop SEED...
+sop_select() {  # the temperature of each binary relaxation on sop's validation split (budget select:
+    # the short budget, valid/nll on 2,000 images), each grid around its paper value extended
+    # until the lowest NLL is strictly inside
+    local kept=$KEPT/sop-select-binarized_mnist
+    if [ -d "$kept" ] && [ ! -d "$OUT/sop-select-binarized_mnist" ]; then cp -r "$kept" "$OUT/"; fi
+    exec 8> "$OUT/.select-sop.lock"; flock 8
+    "$SIMPLEXITY" select-temperature --experiment sop --relaxations gumbel_softmax \
+        --grid 0.25,0.5,0.67,1 --out "$OUT" || exit 1
+    "$SIMPLEXITY" select-temperature --experiment sop --relaxations igr_i \
+        --grid 0.05,0.1,0.25,0.5 --out "$OUT" || exit 1
+    exec 8>&-
+}
+
+sop() {  # sop SEED...: the selected temperature of each relaxation
+    sop_select
     for seed in "$@"; do
         for relaxation in gumbel_softmax igr_i; do
-            go "$SOP_BUDGET-relaxation=$relaxation-seed$seed" sop "$SOP_BUDGET" "relaxation=$relaxation" "seed=$seed"
+            t=$(sop_tau "$relaxation")
+            old="$SOP_BUDGET-relaxation=$relaxation-seed$seed"  # named before names carried tau
+            if kept_at sop "$old" "$t"; then echo "kept: sop/$old (tau = $t)"; continue; fi
+            go "$SOP_BUDGET-relaxation=$relaxation-tau=$t-seed$seed" sop "$SOP_BUDGET" \
+                "relaxation=$relaxation" "temperature=$t" "seed=$seed"
         done
     done
+}
+
+sop_tau() {  # sop_tau RELAXATION: the temperature selected on sop's validation split
+    "$PYTHON" -c "import json,sys; print(format(json.load(open('$OUT/sop-select-binarized_mnist/selected_temperature.json'))['selected']['$1'], 'g'))"
 }
 
 tau() {  # tau DATASET RELAXATION: the temperature selected on DATASET's validation split (nonlinear)
     "$PYTHON" -c "import json,sys; print(format(json.load(open('$OUT/igr-vae-select-$1-nonlinear/selected_temperature.json'))['selected']['$2'], 'g'))"
 }
 
-kept_at() {  # kept_at NAME T: a kept run NAME (named before names carried tau) trained at T
-    "$PYTHON" -c "import json,sys; c=json.load(open('$KEPT/igr-vae/$1/config.json')); sys.exit(0 if abs(float(c['temperature'])-$2)<1e-12 else 1)" 2>/dev/null
+kept_at() {  # kept_at EXPERIMENT NAME T: a kept run NAME (named before names carried tau) trained at T
+    "$PYTHON" -c "import json,sys; c=json.load(open('$KEPT/$1/$2/config.json')); sys.exit(0 if abs(float(c['temperature'])-$3)<1e-12 else 1)" 2>/dev/null
 }
 
 vae() {
@@ -95,7 +120,7 @@ vae() {
                 for relaxation in gumbel_softmax igr_i igr_planar igr_sb; do
                     t=$(tau "$dataset" "$relaxation")
                     old="$VAE_BUDGET-$dataset-$net-$relaxation-seed$seed"
-                    if kept_at "$old" "$t"; then echo "kept: $old (tau = $t)"; continue; fi
+                    if kept_at igr-vae "$old" "$t"; then echo "kept: $old (tau = $t)"; continue; fi
                     go "$VAE_BUDGET-$dataset-$net-$relaxation-tau=$t-seed$seed" igr-vae \
                         "$VAE_BUDGET" "dataset=$dataset" "net=$net" "relaxation=$relaxation" \
                         "temperature=$t" "seed=$seed"
@@ -115,4 +140,4 @@ session() {
 report() { "$SIMPLEXITY" report igr --runs "$OUT"; }
 
 mkdir -p "$OUT"
-"${1:?usage: run_paper.sh quick|vae|session|report}"
+if [ "${1:-}" = sop ]; then sop $SEEDS; else "${1:?usage: run_paper.sh quick|vae|sop|session|report}"; fi

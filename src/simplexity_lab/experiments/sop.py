@@ -15,6 +15,7 @@ Usage::
 
     simplexity run sop --budget smoke
     simplexity run sop --budget paper --set relaxation=igr_i --set seed=1
+    simplexity select-temperature --experiment sop --relaxations gumbel_softmax,igr_i
 
 References:
     Potapczynski, Loaiza-Ganem and Cunningham, *Invertible Gaussian Reparameterization:
@@ -178,6 +179,15 @@ EXPERIMENT = register(
             "smoke": TrainConfig.smoke(batch_size=50, eval_size=100, eval_samples=10, lr="1e-3"),
             # every relaxation alike when 100 epochs do not fit: 10 epochs, the same lr schedule
             "short": {"steps": 5000, "lr": "exp:1e-3:1e-4:5000", "eval_samples": 100},
+            # one point of the temperature grid (``simplexity select-temperature --experiment
+            # sop``): the short budget, scored on 2,000 validation images
+            "select": {
+                "steps": 5000,
+                "lr": "exp:1e-3:1e-4:5000",
+                "val_every": 5000,
+                "eval_size": 2000,
+                "eval_samples": 100,
+            },
             "paper": {"steps": 50_000, "lr": "exp:1e-3:1e-4:50000", "eval_samples": 100},
         },
         paper_command="simplexity run sop --budget paper --set relaxation=R --set seed=S",
