@@ -487,3 +487,38 @@ def test_report_recomputes_each_selection_and_flags_an_edge():
     }  # fmt: skip
     omniglot = chosen[("omniglot", "nonlinear", "igr_i")]
     assert (omniglot["temperature"], omniglot["inside"], omniglot["score"]) == (0.25, True, -149.0)
+
+
+def test_report_igr_splits_sop_runs_by_the_selected_temperature(tmp_path):
+    """sop's page tables: the selection (lowest valid NLL wins), the runs at the selected τ, the rest."""
+    from simplexity_lab.report import build_page
+
+    def fake(folder, name, relaxation, tau, seed, metrics):
+        run = tmp_path / "runs" / folder / name
+        run.mkdir(parents=True)
+        config = {"dataset": "binarized_mnist", "relaxation": relaxation, "temperature": str(tau),
+                  "seed": seed}  # fmt: skip
+        record = {"experiment": "sop", "budget": "short", "name": name, "seed": seed,
+                  "config": config, "metrics": metrics}  # fmt: skip
+        (run / "metrics.json").write_text(json.dumps(record))
+
+    for tau, nll in ((0.25, 75.0), (0.5, 72.0), (1.0, 73.0)):  # 0.5: lowest, inside
+        fake("sop-select-binarized_mnist", f"gumbel_softmax-tau={tau:g}", "gumbel_softmax", tau,
+             0, {"valid/nll": nll, "valid/nll_relaxed": nll + 1})  # fmt: skip
+    for seed in (0, 1):
+        fake("sop", f"short-gs-tau=0.5-seed{seed}", "gumbel_softmax", 0.5, seed,
+             {"test/nll": 70.0 + seed, "test/nll_relaxed": 71.0})  # fmt: skip
+    fake("sop", "short-gs-seed0", "gumbel_softmax", 0.67, 0,
+         {"test/nll": 80.0, "test/nll_relaxed": 81.0})  # fmt: skip
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "igr.md").write_text("# page\n")
+    build_page("igr", results, keep=tmp_path / "runs", figures=False)
+    tables = results / "igr"
+    selected = (tables / "sop-selected.md").read_text()
+    assert "| binarized_mnist | — | gumbel_softmax | 0.25, 0.5, 1 | 0.5 | 72 | yes |" in selected
+    assert "valid/nll" in selected.splitlines()[0]
+    at_selected, other = (tables / "sop.md").read_text(), (tables / "sop-other.md").read_text()
+    assert "| sop | 2 | 70.5 ± 0.5 | 71 ± 0 |" in at_selected
+    assert "| sop | 1 | 80 | 81 |" in other
+    assert "| sop | 1.0 | 1 | 73 | 74 |" in (tables / "sop-select.md").read_text()

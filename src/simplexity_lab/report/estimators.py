@@ -28,7 +28,7 @@ from typing import Any
 from simplexity_lab.engine.table import collect, format_mean_se
 from simplexity_lab.experiments.gradient_quality import report
 from simplexity_lab.report.page import PAGES, Page, PageBuild
-from simplexity_lab.report.selection import SELECTION_PREFIX, selection_table, selections
+from simplexity_lab.report.selection import is_selection, selection_table, selections
 
 __all__ = ["PAGE", "VAE_CONFIGS", "VAE_METRICS"]
 
@@ -58,9 +58,8 @@ def _vae_records(page: PageBuild) -> list[dict[str, Any]]:
     records = [r for r in _collect(page.runs) if r["experiment"] == "igr-vae"]
     for r in _collect(page.source / "igr" / "runs"):
         c = r["config"]
-        selection = Path(r["_path"]).parent.name.startswith(SELECTION_PREFIX)
         if (r["experiment"] == "igr-vae" and c["dataset"] == "mnist" and c["net"] == "nonlinear"
-                and (selection or r["budget"] == "short")):  # fmt: skip
+                and (is_selection(r) or r["budget"] == "short")):  # fmt: skip
             records.append(r)
     return records
 

@@ -2,9 +2,10 @@
 
 Tables (mean ± s.e. over seeds, as ``simplexity table``): one per experiment — ``igr-vae`` (the
 runs at their data set's selected temperature; ``igr-vae-other`` holds the rest),
-``igr-vae-select`` (the temperature-selection runs), ``discrete-approx``, ``sop`` and
-``relaxation-timing`` — and ``igr-vae-selected``, the temperature each kept selection picks and
-whether it lies strictly inside the temperatures run. Figures: the validation IW bound of ``igr-vae`` against steps (mean ± s.e.
+``igr-vae-select`` (the temperature-selection runs), ``discrete-approx``, ``sop`` (likewise, with
+``sop-other`` and ``sop-select``) and ``relaxation-timing`` — and ``igr-vae-selected`` and
+``sop-selected``, the temperature each kept selection picks and whether it lies strictly inside the
+temperatures run. Figures: the validation IW bound of ``igr-vae`` against steps (mean ± s.e.
 over seeds, one panel per data set and one figure per net) and the discretized-sample pmf of
 ``discrete-approx`` against its target. When runs are kept, the seed-0 reconstructions of
 ``igr-vae`` and predictions of ``sop`` are copied to ``igr/samples/``.
@@ -25,7 +26,7 @@ from simplexity_lab.engine.table import collect, markdown_table, seed_mean
 from simplexity_lab.experiments.discrete_approx import target_pmf
 from simplexity_lab.experiments.igr_vae import RELAXATIONS
 from simplexity_lab.report.page import PAGES, Page, PageBuild
-from simplexity_lab.report.selection import SELECTION_PREFIX, selection_table, selections
+from simplexity_lab.report.selection import is_selection, selection_table, selections
 
 __all__ = ["METRICS", "PAGE"]
 
@@ -36,14 +37,14 @@ METRICS: dict[str, tuple[str, ...]] = {
                         "test/support_at_threshold", "test/threshold_met"),
     "igr-vae-select": ("valid/iw_bound", "valid/relaxed_elbo"),
     "sop": ("test/nll", "test/nll_relaxed"),
+    "sop-select": ("valid/nll", "valid/nll_relaxed"),
     "relaxation-timing": tuple(f"test/{r}_{m}" for m in ("ms", "ratio") for r in RELAXATIONS),
 }  # fmt: skip
 """The table columns of each experiment of the page."""
 
 
 def _table_key(record: dict[str, Any]) -> str:
-    selection = Path(record["_path"]).parent.name.startswith(SELECTION_PREFIX)
-    return record["experiment"] + ("-select" if selection else "")
+    return record["experiment"] + ("-select" if is_selection(record) else "")
 
 
 def _temperature(record: dict[str, Any]) -> float:
@@ -53,10 +54,11 @@ def _temperature(record: dict[str, Any]) -> float:
 def _at_selected(
     record: dict[str, Any], chosen: dict[tuple[str, str, str], dict[str, Any]]
 ) -> bool:
-    """Whether a VAE run used its data set's selected τ (the nonlinear net's selection serves
-    both nets)."""
+    """Whether a run used its data set's selected τ (for the VAE, the nonlinear net's selection
+    serves both nets)."""
     c = record["config"]
-    pick = chosen.get((c["dataset"], "nonlinear", c["relaxation"]))
+    net = "nonlinear" if "net" in c else "—"
+    pick = chosen.get((c["dataset"], net, c["relaxation"]))
     return pick is not None and abs(_temperature(record) - pick["temperature"]) < 1e-12
 
 
@@ -69,15 +71,16 @@ def build(page: PageBuild) -> None:
     by_table: dict[str, list[dict[str, Any]]] = {}
     for record in collect([page.runs]):
         by_table.setdefault(_table_key(record), []).append(record)
-    chosen = selections(by_table.get("igr-vae-select", []))
-    if chosen:
-        page.table("igr-vae-selected", selection_table(chosen))
-    if "igr-vae" in by_table:
-        for r in by_table.pop("igr-vae"):
-            key = "igr-vae" if _at_selected(r, chosen) else "igr-vae-other"
+    for experiment in ("igr-vae", "sop"):
+        chosen = selections(by_table.get(f"{experiment}-select", []), experiment)
+        if not chosen:
+            continue
+        page.table(f"{experiment}-selected", selection_table(chosen, experiment))
+        for r in by_table.pop(experiment, []):
+            key = experiment if _at_selected(r, chosen) else f"{experiment}-other"
             by_table.setdefault(key, []).append(r)
     for key, members in sorted(by_table.items()):
-        kind = "igr-vae" if key == "igr-vae-other" else key
+        kind = key.removesuffix("-other")
         metrics = [m for m in METRICS.get(kind, ()) if any(m in r["metrics"] for r in members)]
         page.table(key, markdown_table(members, metrics or None))
     if page.figures:
@@ -149,7 +152,7 @@ def _discrete_approx(page: PageBuild, records: list[dict[str, Any]]) -> None:
 def snapshot(record: dict[str, Any], run: Path, folder: Path) -> list[Path]:
     """Copy the seed-0 sample plots of a run being kept to ``samples/``."""
     c = record.get("config", {})
-    if c.get("seed") != 0 or run.parent.name.startswith(SELECTION_PREFIX):
+    if c.get("seed") != 0 or run.parent.name.startswith(f"{record.get('experiment')}-select-"):
         return []
     if record.get("experiment") == "igr-vae":
         src, name = (
