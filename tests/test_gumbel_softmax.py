@@ -283,3 +283,107 @@ def test_positional_arguments_in_torchs_order() -> None:
         torch.testing.assert_close(ours(0.5, probs).probs, theirs(torch.tensor(0.5), probs).probs)
         shared = [n for n in inspect.signature(theirs).parameters if n != "validate_args"]
         assert list(inspect.signature(ours).parameters)[: len(shared)] == shared
+
+
+# --------------------------------------------------------------- exact values, messages, devices
+def test_argument_errors_name_the_argument_and_the_expected_form() -> None:
+    floating = r"must be a floating-point tensor \(float16, bfloat16, float32 or float64\), got "
+    cases = [
+        ({"temperature": torch.tensor(1), "logits": torch.zeros(3)}, TypeError,
+         rf"^temperature {floating}dtype torch.int64$"),
+        ({"temperature": -1.0, "logits": torch.zeros(3)}, ValueError,
+         r"^temperature must be finite and > 0, got -1.0$"),
+        ({"temperature": 1.0}, ValueError, r"^give exactly one of logits or probs$"),
+        ({"temperature": 1.0, "probs": torch.ones(1)}, ValueError,
+         r"^probs must have shape \(\.\.\., K\) with K >= 2 categories, got \(1,\)$"),
+        ({"temperature": 1.0, "logits": torch.zeros(2, 1)}, ValueError,
+         r"^logits must have shape \(\.\.\., K\) with K >= 2 categories, got \(2, 1\)$"),
+        ({"temperature": 1.0, "probs": torch.ones(3, dtype=torch.long)}, TypeError,
+         rf"^probs {floating}dtype torch.int64$"),
+        ({"temperature": 1.0, "logits": torch.ones(3, dtype=torch.long)}, TypeError,
+         rf"^logits {floating}dtype torch.int64$"),
+    ]  # fmt: skip
+    for cls in (GumbelSoftmax, ExpGumbelSoftmax):
+        for kwargs, error, message in cases:
+            with pytest.raises(error, match=message):
+                cls(**kwargs)
+
+
+def test_a_float_temperature_takes_the_dtype_and_device_of_the_logits() -> None:
+    d = GumbelSoftmax(0.5, logits=torch.zeros(2, 3, dtype=D64))
+    assert d.temperature.dtype == D64 and float(d.temperature) == 0.5
+    # the meta device shows where each tensor is made without computing anything
+    meta = GumbelSoftmax(0.5, logits=torch.zeros(2, 3, device="meta"), validate_args=False)
+    assert meta.temperature.device.type == "meta"
+    assert meta.rsample((4,)).device.type == "meta" and meta.rsample((4,)).shape == (4, 2, 3)
+
+
+def test_batched_unnormalized_probs_are_normalized_per_row() -> None:
+    probs = torch.tensor([[1.0, 3.0], [2.0, 2.0], [9.0, 1.0]], dtype=D64)
+    for cls in (GumbelSoftmax, ExpGumbelSoftmax):
+        d = cls(0.5, probs=probs)
+        torch.testing.assert_close(d.probs, probs / probs.sum(-1, keepdim=True))
+        assert d.batch_shape == (3,)
+
+
+def test_rsample_clamps_the_uniforms_so_that_every_gumbel_is_finite(monkeypatch) -> None:
+    """``u = 0`` and ``u = 1`` (which torch.rand can return in finite precision) give the Gumbels of
+    the nearest representable uniforms inside (0, 1), never ±inf."""
+    edges = torch.tensor([0.0, 1.0, 0.5], dtype=D64)
+    monkeypatch.setattr(torch, "rand", lambda shape, **kw: edges.to(**kw).expand(shape).clone())
+    logits = torch.tensor([0.2, -0.4, 0.1], dtype=D64)
+    x = ExpGumbelSoftmax(0.8, logits=logits).rsample()
+    finfo = torch.finfo(D64)
+    u = torch.tensor([finfo.tiny, 1 - finfo.eps, 0.5], dtype=D64)
+    torch.testing.assert_close(x, ((logits - (-u.log()).log()) / 0.8).log_softmax(-1))
+    assert bool(x.isfinite().all())
+
+
+def test_validate_args_false_checks_nothing_also_after_expand() -> None:
+    """torch's convention: ``validate_args=False`` skips the checks of arguments and values, in the
+    distribution, its base and its expansions (an invalid tensor temperature is the user's call)."""
+    tau = torch.tensor([-1.0, 0.5])  # tensor temperatures are checked by validation only
+    for cls in (GumbelSoftmax, ExpGumbelSoftmax):
+        d = cls(tau, logits=torch.zeros(2, 3), validate_args=False)
+        assert d.expand((4, 2)).batch_shape == (4, 2)
+        with pytest.raises(ValueError, match="temperature"):
+            cls(tau, logits=torch.zeros(2, 3), validate_args=True)
+    off = torch.tensor([0.1, 0.2, 0.3])  # not on the simplex
+    quiet = GumbelSoftmax(0.5, logits=torch.zeros(3), validate_args=False)
+    ref = RelaxedOneHotCategorical(torch.tensor(0.5), logits=torch.zeros(3), validate_args=False)
+    torch.testing.assert_close(quiet.log_prob_from_log(off.log()), ref.log_prob(off))
+    exp = ExpGumbelSoftmax(0.5, logits=torch.zeros(3), validate_args=False)
+    assert bool(exp.log_prob(off.log()).isfinite())
+
+
+@pytest.mark.parametrize("cls", [GumbelSoftmax, ExpGumbelSoftmax])
+def test_expand_serves_a_subclass_instance(cls) -> None:
+    d = cls(torch.tensor([0.4, 0.9]), logits=torch.tensor([[0.3, -0.2, 0.1], [1.0, 0.0, -1.0]]))
+
+    class Tagged(cls):  # a user's subclass with its own __init__, as torch requires
+        def __init__(self, base, tag):
+            self.__dict__.update(base.__dict__)
+            self.tag = tag
+
+        def expand(self, batch_shape, _instance=None):
+            new = self._get_checked_instance(Tagged, _instance)
+            new.tag = self.tag
+            return super().expand(batch_shape, _instance=new)
+
+    tagged = Tagged(d, "mine").expand((5, 2))
+    assert type(tagged) is Tagged and tagged.tag == "mine" and tagged.batch_shape == (5, 2)
+    x = d.rsample((3,))
+    torch.testing.assert_close(
+        tagged.log_prob(x.unsqueeze(1)), d.log_prob(x).unsqueeze(1).expand(3, 5, 2)
+    )
+
+
+def test_straight_through_log_prob_of_a_batch_of_samples() -> None:
+    torch.manual_seed(13)
+    logits = torch.randn(2, 4, dtype=D64)
+    st = GumbelSoftmax(0.9, logits=logits, straight_through=True)
+    hard = st.rsample((3,))
+    soft = st._st_cache[1].exp()  # the relaxed samples behind the one-hot ones
+    ref = RelaxedOneHotCategorical(torch.tensor(0.9, dtype=D64), logits=logits)
+    torch.testing.assert_close(st.log_prob(hard), ref.log_prob(soft))
+    assert st.log_prob(hard).shape == (3, 2)
