@@ -6,7 +6,8 @@ runs on every case:
 
 - batch and event shapes of ``sample``, ``rsample`` and ``log_prob``;
 - ``sample`` and ``rsample`` draw from the same law (two-sample Kolmogorov-Smirnov per coordinate);
-- ``expand``, also on a subclass that does not define its own;
+- ``expand``, also on a subclass that does not define its own, and on one with its own
+  ``__init__`` and ``expand`` (torch's ``_instance`` protocol);
 - ``support`` holds the samples and ``arg_constraints`` the parameters;
 - ``validate_args=True`` rejects bad parameters and out-of-support values with a ``ValueError``
   that names the argument;
@@ -374,13 +375,32 @@ def test_sample_and_rsample_agree_in_distribution(case: Case) -> None:
         assert stats.ks_2samp(a[:, i].numpy(), b[:, i].numpy()).pvalue > 1e-3, i
 
 
-@pytest.mark.parametrize("subclass", [False, True], ids=["class", "subclass"])
+def _tagged(parent: type) -> type:
+    """A user's subclass with its own ``__init__`` and ``expand``, written as torch asks: its expand
+    makes the instance (``_get_checked_instance``) and hands it to the parent's as ``_instance``."""
+
+    class Tagged(parent):
+        def __init__(self, tag: str = "mine", **params: Any) -> None:
+            self.tag = tag
+            super().__init__(**params)
+
+        def expand(self, batch_shape, _instance=None):
+            new = self._get_checked_instance(Tagged, _instance)
+            new.tag = self.tag
+            return super().expand(batch_shape, _instance=new)
+
+    return Tagged
+
+
+@pytest.mark.parametrize("subclass", ["class", "subclass", "subclass_with_init"])
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_expand(case: Case, subclass: bool) -> None:
-    cls = type(f"Sub{case.cls.__name__}", (case.cls,), {}) if subclass else case.cls
+def test_expand(case: Case, subclass: str) -> None:
+    cls = {"class": case.cls, "subclass": type(f"Sub{case.cls.__name__}", (case.cls,), {}),
+           "subclass_with_init": _tagged(case.cls)}[subclass]  # fmt: skip
     d = cls(**case.params((2,)))
     e = d.expand((4, 2))
     assert type(e) is cls and e.batch_shape == (4, 2) and e.event_shape == d.event_shape
+    assert getattr(e, "tag", None) == getattr(d, "tag", None)
     assert e.sample((3,)).shape == (3, 4, 2, *d.event_shape)
     x = interior_values(case, d, 3).unsqueeze(1)
     torch.testing.assert_close(e.log_prob(x), d.log_prob(x.clone()).expand(3, 4, 2))

@@ -356,28 +356,6 @@ def test_validate_args_false_checks_nothing_also_after_expand() -> None:
     assert bool(exp.log_prob(off.log()).isfinite())
 
 
-@pytest.mark.parametrize("cls", [GumbelSoftmax, ExpGumbelSoftmax])
-def test_expand_serves_a_subclass_instance(cls) -> None:
-    d = cls(torch.tensor([0.4, 0.9]), logits=torch.tensor([[0.3, -0.2, 0.1], [1.0, 0.0, -1.0]]))
-
-    class Tagged(cls):  # a user's subclass with its own __init__, as torch requires
-        def __init__(self, base, tag):
-            self.__dict__.update(base.__dict__)
-            self.tag = tag
-
-        def expand(self, batch_shape, _instance=None):
-            new = self._get_checked_instance(Tagged, _instance)
-            new.tag = self.tag
-            return super().expand(batch_shape, _instance=new)
-
-    tagged = Tagged(d, "mine").expand((5, 2))
-    assert type(tagged) is Tagged and tagged.tag == "mine" and tagged.batch_shape == (5, 2)
-    x = d.rsample((3,))
-    torch.testing.assert_close(
-        tagged.log_prob(x.unsqueeze(1)), d.log_prob(x).unsqueeze(1).expand(3, 5, 2)
-    )
-
-
 def test_straight_through_log_prob_of_a_batch_of_samples() -> None:
     torch.manual_seed(13)
     logits = torch.randn(2, 4, dtype=D64)

@@ -590,7 +590,7 @@ def test_igr_planar_takes_one_transform_as_a_list_of_one() -> None:
 
 
 @pytest.mark.parametrize("kind", ["igr", "planar", "sb"])
-def test_expand_keeps_the_map_and_serves_a_subclass_instance(kind) -> None:
+def test_expand_keeps_the_map(kind) -> None:
     loc, scale = torch.tensor([0.3, -0.2, 0.1]), torch.tensor([0.9, 1.1, 0.7])
     flow = PlanarTransform(torch.tensor([0.5, -0.3, 0.2]), torch.tensor([1.0, 2.0, -1.0]),
                            torch.tensor(0.1))  # fmt: skip
@@ -604,21 +604,6 @@ def test_expand_keeps_the_map_and_serves_a_subclass_instance(kind) -> None:
     torch.testing.assert_close(
         wide.log_prob(z.unsqueeze(1)), d.log_prob(z).unsqueeze(1).expand(3, 2)
     )
-    parent = type(d)
-
-    class Tagged(parent):  # a user's subclass with its own __init__, as torch requires
-        def __init__(self, base, tag):
-            self.__dict__.update(base.__dict__)
-            self.tag = tag
-
-        def expand(self, batch_shape, _instance=None):
-            new = self._get_checked_instance(Tagged, _instance)
-            new.tag = self.tag
-            return super().expand(batch_shape, _instance=new)
-
-    tagged = Tagged(d, "mine").expand((2,))
-    assert type(tagged) is Tagged and tagged.tag == "mine" and tagged.batch_shape == (2,)
-    torch.testing.assert_close(tagged.log_prob(z.unsqueeze(1)), wide.log_prob(z.unsqueeze(1)))
 
 
 def test_stick_breaking_image_boundary_is_exact() -> None:
