@@ -33,6 +33,8 @@ TABLES = {
         "gradient-quality-runs",
         "vae-igr-20x10-selected",
         "vae-igr-20x10",
+        "vae-reinmax-8x4-selected",
+        "vae-reinmax-8x4",
     },
     "benchmarks": {
         "runs",
