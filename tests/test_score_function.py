@@ -149,21 +149,63 @@ def test_running_mean() -> None:
     assert int(copy.count) == 2
 
 
-def test_bad_arguments() -> None:
+def test_bad_arguments_name_the_argument_and_the_expected_form() -> None:
     f, lp = torch.randn(3), torch.randn(3)
-    with pytest.raises(ValueError, match="same shape"):
-        score_function_surrogate(f, torch.randn(4))
-    with pytest.raises(ValueError, match="at least 2"):
-        score_function_surrogate(torch.randn(1, 2), torch.randn(1, 2), "rloo")
-    with pytest.raises(ValueError, match="baseline"):
-        score_function_surrogate(f, lp, "mean")
-    with pytest.raises(TypeError, match="baseline"):
-        score_function_surrogate(f, lp, 0.5)
-    with pytest.raises(TypeError, match="floating"):
-        score_function_surrogate(torch.ones(3, dtype=torch.long), lp)
-    with pytest.raises(IndexError, match="dim"):
-        score_function_surrogate(f, lp, dim=1)
-    with pytest.raises(ValueError, match="sample dimension"):
-        score_function_surrogate(torch.tensor(1.0), torch.tensor(0.0))
-    with pytest.raises(ValueError, match="decay"):
-        RunningMean(decay=1.0)
+    floating = "must be a floating-point tensor (float16, bfloat16, float32 or float64), got "
+    cases = [
+        ((f, torch.randn(4)), {}, ValueError,
+         "f_values and log_prob must have the same shape, got (3,) and (4,)"),
+        ((torch.randn(1, 2), torch.randn(1, 2), "rloo"), {}, ValueError,
+         "the 'rloo' baseline needs at least 2 samples along dim=0, got 1"),
+        ((f, lp, "mean"), {}, ValueError,
+         "baseline must be None, 'rloo' or a RunningMean, got 'mean'"),
+        ((f, lp, 0.5), {}, TypeError, "baseline must be None, 'rloo' or a RunningMean, got float"),
+        ((torch.ones(3, dtype=torch.long), lp), {}, TypeError, f"f_values {floating}dtype torch.int64"),
+        ((f, torch.ones(3, dtype=torch.long)), {}, TypeError, f"log_prob {floating}dtype torch.int64"),
+        ((f, lp), {"dim": 1}, IndexError,
+         "dim=1 is out of range for a tensor with 1 dimension(s) (expected an int in [-1, 0])"),
+        ((f, lp), {"dim": 0.0}, TypeError, "dim must be an int, got float"),
+        ((torch.tensor(1.0), torch.tensor(0.0)), {}, ValueError,
+         "f_values must have a sample dimension (shape (S, ...)), got a scalar"),
+    ]  # fmt: skip
+    for args, kwargs, error, message in cases:
+        with pytest.raises(error) as info:
+            score_function_surrogate(*args, **kwargs)
+        assert str(info.value) == message
+    for decay in (1.0, -0.1, True, "0.5"):
+        with pytest.raises(ValueError) as info:
+            RunningMean(decay=decay)
+        assert str(info.value) == f"decay must be a number in [0, 1), got {decay!r}"
+    with pytest.raises(TypeError, match=r"^values must be a floating-point tensor"):
+        RunningMean().update(torch.ones(2, dtype=torch.long))
+
+
+def test_rloo_with_two_samples_and_the_running_mean_defaults() -> None:
+    # S = 2: each sample's baseline is the other one's value
+    f = torch.tensor([1.0, 4.0])
+    log_prob = torch.zeros(2, requires_grad=True)
+    score_function_surrogate(f, log_prob, "rloo").backward()
+    torch.testing.assert_close(log_prob.grad, torch.tensor([-3.0, 3.0]) / 2)
+    # the default decay is 0.9; decay 0 keeps only the last batch; the count is an integer buffer
+    running, last = RunningMean(), RunningMean(decay=0)
+    assert running.decay == 0.9 and repr(running) == "RunningMean(decay=0.9)"
+    assert running.count.dtype == torch.long and running.value.dtype == torch.get_default_dtype()
+    for values, expected in (([2.0, 4.0], 3.0), ([13.0], 0.9 * 3.0 + 0.1 * 13.0)):
+        torch.testing.assert_close(running.update(torch.tensor(values)), torch.tensor(expected))
+        last.update(torch.tensor(values))
+    assert float(last.value) == 13.0 and int(running.count) == 2
+
+
+def test_a_running_mean_baseline_keeps_the_dtype_of_the_values() -> None:
+    """A float32 baseline buffer beside bfloat16 values (mixed precision): the surrogate stays bfloat16."""
+    running = RunningMean().float()
+    running.update(torch.tensor([1.0]))
+    f = torch.tensor([1.5, 2.5], dtype=torch.bfloat16)
+    log_prob = torch.zeros(2, dtype=torch.bfloat16, requires_grad=True)
+    loss = score_function_surrogate(f, log_prob, running)
+    assert loss.dtype == torch.bfloat16 and float(loss.detach()) == 2.0
+    loss.backward()
+    assert log_prob.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(
+        log_prob.grad.float(), torch.tensor([0.25, 0.75], dtype=torch.float32)
+    )
