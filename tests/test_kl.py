@@ -153,3 +153,42 @@ def test_monte_carlo_kl_bad_arguments() -> None:
         monte_carlo_kl(q, q, num_samples=0)
     with pytest.raises(ValueError, match="event shape"):
         monte_carlo_kl(q, IGR(torch.zeros(3), torch.ones(3), 0.5))
+
+
+def test_no_closed_form_message_names_both_types_the_reason_and_the_estimator() -> None:
+    gs, igr = GumbelSoftmax(0.5, logits=torch.zeros(3)), IGR(torch.zeros(2), torch.ones(2), 0.5)
+    tail = "Estimate it with simplexity.distributions.monte_carlo_kl(q, p, num_samples)."
+    cases = [
+        (gs, igr, "kl_divergence(GumbelSoftmax, IGR) has no closed form: the Gumbel-softmax "
+         "density has no closed-form KL. "),
+        (igr, gs, "kl_divergence(IGR, GumbelSoftmax) has no closed form: the Gumbel-softmax "
+         "density has no closed-form KL. "),
+        (igr, IGRStickBreaking(torch.zeros(2), torch.ones(2), 0.5), "kl_divergence(IGR, "
+         "IGRStickBreaking) has no closed form: the two distributions use different maps. "),
+        (igr, IGR(torch.zeros(2), torch.ones(2), 0.4), "kl_divergence(IGR, IGR) has no closed "
+         "form: the closed form needs the same temperature, delta and flows in q and p. "),
+    ]  # fmt: skip
+    for q, p, message in cases:
+        with pytest.raises(NoClosedFormKLError) as info:
+            kl_divergence(q, p)
+        assert str(info.value) == message + tail
+
+
+def test_monte_carlo_kl_uses_log_space_only_when_both_sides_have_it() -> None:
+    """A p with ``rsample_log`` but no ``log_prob_from_log`` is evaluated on the sample itself."""
+    from torch.distributions import RelaxedOneHotCategorical
+
+    class HalfLogSpace(RelaxedOneHotCategorical):
+        def rsample_log(self, sample_shape=()):
+            y = self.rsample(sample_shape)
+            return y, y.log()
+
+    torch.manual_seed(3)
+    logits = torch.tensor([0.3, -0.2, 0.5], dtype=torch.float64)
+    q = GumbelSoftmax(0.8, logits=logits)
+    p = HalfLogSpace(torch.tensor(0.8, dtype=torch.float64), logits=logits.flip(0))
+    torch.manual_seed(4)
+    est = monte_carlo_kl(q, p, num_samples=5)
+    torch.manual_seed(4)
+    z = q.rsample((5,))
+    torch.testing.assert_close(est, (q.log_prob(z) - p.log_prob(z)).mean(0))
