@@ -72,6 +72,15 @@ def test_simplex_transform_log_det_and_inverse():
         jac = torch.autograd.functional.jacobian(lambda v: t(v)[:-1], x[i])
         assert ld[i].item() == pytest.approx(torch.linalg.slogdet(jac)[1].item(), abs=1e-10)
     assert t.forward_shape((4, 3)) == (4, 4) and t.inverse_shape((4, 4)) == (4, 3)
+    # the shapes' edge cases: one axis, two coordinates, the batch axes kept in order
+    assert t.forward_shape((1,)) == (2,) and t.inverse_shape((2,)) == (1,)
+    assert t.forward_shape((5, 2, 3)) == (5, 2, 4) and t.inverse_shape((5, 2, 4)) == (5, 2, 3)
+    for shape in ((1,), (3, 1), ()):
+        with pytest.raises(ValueError) as info:
+            t.inverse_shape(shape)
+        assert str(info.value) == "the simplex needs at least 2 coordinates"
+    with pytest.raises(ValueError, match=r"^too few dimensions on the input$"):
+        t.forward_shape(())
 
 
 def test_planar_inverse_gradient_is_exact():
