@@ -466,6 +466,19 @@ def test_validate_args_rejects_values_outside_the_support(case: Case) -> None:
     assert d.log_prob(x).shape == (3, 2)  # valid values pass
 
 
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_validate_args_false_checks_nothing(case: Case) -> None:
+    """torch's convention: ``validate_args=False`` is kept (also through ``expand``) and a value
+    outside the support is not rejected."""
+    d = case.build((2,), validate_args=False)
+    assert d._validate_args is False and d.expand((3, 2))._validate_args is False
+    assert case.build((2,), validate_args=True)._validate_args is True
+    if "base" in case.params((2,)):
+        return  # a flow's base is the user's, checked by its own flag (as torch's TransformedDistribution)
+    x = d.sample((3,))
+    d.log_prob(x.clone().fill_(math.nan))  # no error
+
+
 @pytest.mark.parametrize("case", [c for c in CASES if c.no_gof is None], ids=lambda c: c.name)
 def test_log_prob_is_the_density_of_the_samples(case: Case) -> None:
     d = case.build()
