@@ -118,7 +118,8 @@ def test_check_event_trailing_shape() -> None:
     v = torch.zeros(4, 2, 3)
     assert check_event("value", v, torch.Size([2, 3])) is v
     assert check_event("value", v, torch.Size([])) is v
-    assert check_event("value", v[0], torch.Size([2, 3])) is v[0]  # no batch dimensions
+    w = v[0]
+    assert check_event("value", w, torch.Size([2, 3])) is w  # no batch dimensions
     _raises(ValueError, "value must have shape (..., 2, 3) (the event shape), got (4, 3, 2)",
             check_event, "value", torch.zeros(4, 3, 2), torch.Size([2, 3]))  # fmt: skip
     _raises(ValueError, "value must have shape (..., 2, 3) (the event shape), got (3,)",
