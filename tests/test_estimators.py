@@ -543,3 +543,76 @@ def test_relaxation_options() -> None:
         relaxations.get("gumbel_rao", num_draws=0)
     with pytest.raises(ValueError, match="forward_temperature"):
         relaxations.get("decoupled_st", forward_temperature=-1.0)
+
+
+_ST_BUILD = {
+    "StraightThrough": lambda **kw: StraightThrough(**kw),
+    "GumbelStraightThrough": lambda **kw: GumbelStraightThrough(0.7, **kw),
+    "GumbelRao": lambda **kw: GumbelRao(0.7, **kw),
+    "ReinMax": lambda **kw: ReinMax(**kw),
+    "DecoupledStraightThrough": lambda **kw: DecoupledStraightThrough(1.5, 0.7, **kw),
+}
+
+
+@pytest.mark.parametrize("name", list(_ST_BUILD))
+def test_straight_through_family_argument_errors_are_exact(name: str) -> None:
+    build = _ST_BUILD[name]
+    floating = "must be a floating-point tensor (float16, bfloat16, float32 or float64), got "
+    cases = [
+        ({}, ValueError, "give exactly one of probs or logits"),
+        ({"probs": torch.ones(3) / 3, "logits": torch.zeros(3)}, ValueError,
+         "give exactly one of probs or logits"),
+        ({"probs": torch.ones(1)}, ValueError,
+         "probs must have shape (..., K) with K >= 2 categories, got (1,)"),
+        ({"logits": torch.zeros(2, 1)}, ValueError,
+         "logits must have shape (..., K) with K >= 2 categories, got (2, 1)"),
+        ({"logits": torch.zeros(())}, ValueError,
+         "logits must have shape (..., K) with K >= 2 categories, got ()"),
+        ({"probs": torch.ones(3, dtype=torch.long)}, TypeError, f"probs {floating}dtype torch.int64"),
+        ({"logits": torch.ones(3, dtype=torch.long)}, TypeError,
+         f"logits {floating}dtype torch.int64"),
+    ]  # fmt: skip
+    for kwargs, error, message in cases:
+        with pytest.raises(error) as info:
+            build(**kwargs)
+        assert str(info.value) == message
+
+
+def test_straight_through_family_normalizes_batched_probs_per_row() -> None:
+    probs = torch.tensor([[1.0, 3.0], [2.0, 2.0], [9.0, 1.0]], dtype=torch.float64)
+    expected = probs / probs.sum(-1, keepdim=True)
+    for name, build in _ST_BUILD.items():
+        d = build(probs=probs)
+        target = expected
+        if name == "DecoupledStraightThrough":  # the forward distribution is softmax(θ/τ_f)
+            target = (expected.log() / 1.5).softmax(-1)
+        torch.testing.assert_close(d.probs, target, msg=name)
+        assert d.batch_shape == (3,), name
+
+
+def test_decoupled_straight_through_temperature_errors_are_exact() -> None:
+    logits = torch.zeros(2, 3, dtype=torch.float32)
+    cases = [
+        ((torch.ones(4, dtype=torch.float32), 0.7), ValueError,
+         "forward_temperature of shape (4,) does not broadcast with the batch shape (2,) of the "
+         "logits"),
+        ((-1.0, 0.7), ValueError, "forward_temperature must be finite and > 0, got -1.0"),
+        ((1.0, 0.0), ValueError, "backward_temperature must be finite and > 0, got 0.0"),
+        ((torch.tensor(1.0, dtype=torch.float64), 0.7), TypeError,
+         "forward_temperature has dtype torch.float64 but the logits have torch.float32"),
+        ((torch.tensor(1), 0.7), TypeError, "forward_temperature must be a floating-point tensor "
+         "(float16, bfloat16, float32 or float64), got dtype torch.int64"),
+    ]  # fmt: skip
+    for (tau_f, tau_b), error, message in cases:
+        with pytest.raises(error) as info:
+            DecoupledStraightThrough(tau_f, tau_b, logits=logits)
+        assert str(info.value) == message
+    with pytest.raises(ValueError) as info:
+        DecoupledStraightThrough(torch.ones(4), 0.7, probs=torch.ones(2, 3))
+    assert str(info.value).endswith("of the probs")
+    # probs are checked (after normalization) when validating, as torch's Categorical does
+    bad = torch.tensor([-1.0, 2.0])
+    with pytest.raises(ValueError) as info:
+        DecoupledStraightThrough(1.0, 0.7, probs=bad, validate_args=True)
+    assert str(info.value) == "probs must be non-negative with a positive finite sum"
+    DecoupledStraightThrough(1.0, 0.7, probs=bad, validate_args=False)  # not checked
