@@ -616,3 +616,25 @@ def test_decoupled_straight_through_temperature_errors_are_exact() -> None:
         DecoupledStraightThrough(1.0, 0.7, probs=bad, validate_args=True)
     assert str(info.value) == "probs must be non-negative with a positive finite sum"
     DecoupledStraightThrough(1.0, 0.7, probs=bad, validate_args=False)  # not checked
+
+
+def test_straight_through_family_temperature_broadcast_errors_name_the_batch_shape() -> None:
+    logits = torch.zeros(2, 5, 3, dtype=torch.float32)
+    tau = torch.ones(4, dtype=torch.float32)
+    with pytest.raises(ValueError) as info:
+        StraightThrough(logits=logits, temperature=tau)
+    assert str(info.value) == (
+        "the temperatures of shapes [(4,)] do not broadcast with the batch shape (2, 5) of the "
+        "logits (the category axis is the last one and is not broadcast against a temperature)"
+    )
+    with pytest.raises(ValueError) as info:
+        DecoupledStraightThrough(tau, 0.7, logits=logits)
+    assert str(info.value) == (
+        "forward_temperature of shape (4,) does not broadcast with the batch shape (2, 5) of the "
+        "logits"
+    )
+    # probs are checked under torch's default validation too (validate_args=None)
+    with pytest.raises(
+        ValueError, match=r"^probs must be non-negative with a positive finite sum$"
+    ):
+        DecoupledStraightThrough(1.0, 0.7, probs=torch.tensor([-1.0, 2.0]))
