@@ -459,6 +459,8 @@ def test_sop_temperature_selection_minimizes_the_validation_nll(tmp_path, monkey
     assert list(both["scores"]) == ["igr_i", "gumbel_softmax"] and both["on_edge"] == []
     with pytest.raises(ValueError, match="experiment must be one of igr-vae, sop, got 'vae'"):
         ts.select_temperature(experiment="vae", out=tmp_path)
+    with pytest.raises(ValueError, match=r"^direction must be 'max' or 'min', got 'low'$"):
+        ts.choose_temperature({0.1: 1.0}, direction="low")
     assert ts.next_temperature({0.1: float("nan"), 0.2: -1.0, 0.3: -2.0}) is None  # NaN never wins
     assert ts.next_temperature({0.1: -1.0, 0.2: -2.0, 0.3: float("nan")}) == 0.067
 

@@ -169,6 +169,8 @@ class SOPTask(Task):
         return {"temperature": self.config.temperature}
 
 
+_SHORT = {"steps": 5000, "lr": "exp:1e-3:1e-4:5000", "eval_samples": 100}
+
 EXPERIMENT = register(
     Experiment(
         name="sop",
@@ -178,16 +180,10 @@ EXPERIMENT = register(
         budgets={
             "smoke": TrainConfig.smoke(batch_size=50, eval_size=100, eval_samples=10, lr="1e-3"),
             # every relaxation alike when 100 epochs do not fit: 10 epochs, the same lr schedule
-            "short": {"steps": 5000, "lr": "exp:1e-3:1e-4:5000", "eval_samples": 100},
+            "short": dict(_SHORT),
             # one point of the temperature grid (``simplexity select-temperature --experiment
             # sop``): the short budget, scored on 2,000 validation images
-            "select": {
-                "steps": 5000,
-                "lr": "exp:1e-3:1e-4:5000",
-                "val_every": 5000,
-                "eval_size": 2000,
-                "eval_samples": 100,
-            },
+            "select": {**_SHORT, "val_every": 5000, "eval_size": 2000},
             "paper": {"steps": 50_000, "lr": "exp:1e-3:1e-4:50000", "eval_samples": 100},
         },
         paper_command="simplexity run sop --budget paper --set relaxation=R --set seed=S",

@@ -55,11 +55,24 @@ class TemperatureOnEdgeError(ValueError):
     """The best temperature is still on its grid's edge after every allowed extension."""
 
 
-def next_temperature(scores: dict[float, float], factor: float = 1.5) -> float | None:
+def _best(scores: dict[float, float], direction: str) -> float:
+    """The temperature of the best finite score (highest for ``"max"``, lowest for ``"min"``)."""
+    if direction not in ("max", "min"):
+        raise ValueError(f"direction must be 'max' or 'min', got {direction!r}")
+    finite = {t: v for t, v in scores.items() if math.isfinite(v)}
+    if not finite:
+        raise ValueError(f"every temperature diverged: {scores}")
+    return (max if direction == "max" else min)(finite, key=finite.__getitem__)
+
+
+def next_temperature(
+    scores: dict[float, float], factor: float = 1.5, *, direction: str = "max"
+) -> float | None:
     """The next temperature to try, or ``None`` when the best finite score is strictly inside the grid.
 
-    Non-finite scores (diverged runs) never win. The grid is extended past the edge the best value
-    sits on: ``best * factor`` above, ``best / factor`` below (two significant digits).
+    The best score is the highest (``direction="max"``, e.g. a bound) or the lowest (``"min"``, e.g.
+    an NLL). Non-finite scores (diverged runs) never win. The grid is extended past the edge the
+    best value sits on: ``best * factor`` above, ``best / factor`` below (two significant digits).
 
     Example:
         >>> next_temperature({0.5: -165.3, 0.67: -164.9})
@@ -68,13 +81,12 @@ def next_temperature(scores: dict[float, float], factor: float = 1.5) -> float |
         True
         >>> next_temperature({0.03: -140.5, 0.05: -141.0})
         0.02
+        >>> next_temperature({0.03: 75.0, 0.05: 75.9}, direction="min")
+        0.02
     """
-    finite = {t: v for t, v in scores.items() if math.isfinite(v)}
-    if not finite:
-        raise ValueError(f"every temperature diverged: {scores}")
+    best = _best(scores, direction)
     if not factor > 1:
         raise ValueError(f"factor must be > 1, got {factor}")
-    best = max(finite, key=finite.__getitem__)
     grid = sorted(scores)
     if best == grid[-1]:
         return float(f"{best * factor:.2g}")
@@ -83,7 +95,7 @@ def next_temperature(scores: dict[float, float], factor: float = 1.5) -> float |
     return None
 
 
-def choose_temperature(scores: dict[float, float]) -> tuple[float, bool]:
+def choose_temperature(scores: dict[float, float], *, direction: str = "max") -> tuple[float, bool]:
     """The temperature with the best finite score, and whether it lies strictly inside the grid.
 
     Example:
@@ -91,11 +103,10 @@ def choose_temperature(scores: dict[float, float]) -> tuple[float, bool]:
         (1.0, True)
         >>> choose_temperature({0.5: -165.3, 0.67: -164.9})
         (0.67, False)
+        >>> choose_temperature({0.01: 75.6, 0.015: 74.8, 0.022: 74.9}, direction="min")
+        (0.015, True)
     """
-    finite = {t: v for t, v in scores.items() if math.isfinite(v)}
-    if not finite:
-        raise ValueError(f"every temperature diverged: {scores}")
-    return max(finite, key=finite.__getitem__), next_temperature(scores) is None
+    return _best(scores, direction), next_temperature(scores, direction=direction) is None
 
 
 def select_temperature(
@@ -128,7 +139,6 @@ def select_temperature(
         raise ValueError(f"experiment must be one of {', '.join(_EXPERIMENTS)}, got {experiment!r}")
     exp, known = _EXPERIMENTS[experiment]
     criterion, direction = CRITERIA[experiment]
-    sign = 1.0 if direction == "max" else -1.0
     settings = {"dataset": dataset or exp.config_class.dataset}
     if experiment == "igr-vae":
         settings["net"] = net or "nonlinear"
@@ -163,13 +173,13 @@ def select_temperature(
     for relaxation in relaxations:
         values = {float(tau): score(relaxation, float(tau)) for tau in grid}
         for _ in range(max_extensions):
-            tau = next_temperature({t: sign * v for t, v in values.items()})
+            tau = next_temperature(values, direction=direction)
             if tau is None or tau in values:
                 break
             values[tau] = score(relaxation, tau)
         if not any(math.isfinite(v) for v in values.values()):
             raise ValueError(f"every temperature diverged for {relaxation}: {values}")
-        selected[relaxation], inside = choose_temperature({t: sign * v for t, v in values.items()})
+        selected[relaxation], inside = choose_temperature(values, direction=direction)
         if not inside:
             on_edge.append(relaxation)
         scores[relaxation] = {f"{t:g}": values[t] for t in sorted(values)}

@@ -59,7 +59,7 @@ def _vae_records(page: PageBuild) -> list[dict[str, Any]]:
     for r in _collect(page.source / "igr" / "runs"):
         c = r["config"]
         if (r["experiment"] == "igr-vae" and c["dataset"] == "mnist" and c["net"] == "nonlinear"
-                and (is_selection(r) or r["budget"] == "short")):  # fmt: skip
+                and (is_selection(r["experiment"], r["_path"]) or r["budget"] == "short")):  # fmt: skip
             records.append(r)
     return records
 

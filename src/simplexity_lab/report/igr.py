@@ -26,7 +26,7 @@ from simplexity_lab.engine.table import collect, markdown_table, seed_mean
 from simplexity_lab.experiments.discrete_approx import target_pmf
 from simplexity_lab.experiments.igr_vae import RELAXATIONS
 from simplexity_lab.report.page import PAGES, Page, PageBuild
-from simplexity_lab.report.selection import is_selection, selection_table, selections
+from simplexity_lab.report.selection import NO_NET, is_selection, selection_table, selections
 
 __all__ = ["METRICS", "PAGE"]
 
@@ -44,7 +44,8 @@ METRICS: dict[str, tuple[str, ...]] = {
 
 
 def _table_key(record: dict[str, Any]) -> str:
-    return record["experiment"] + ("-select" if is_selection(record) else "")
+    selection = is_selection(record["experiment"], record["_path"])
+    return record["experiment"] + ("-select" if selection else "")
 
 
 def _temperature(record: dict[str, Any]) -> float:
@@ -57,7 +58,7 @@ def _at_selected(
     """Whether a run used its data set's selected τ (for the VAE, the nonlinear net's selection
     serves both nets)."""
     c = record["config"]
-    net = "nonlinear" if "net" in c else "—"
+    net = "nonlinear" if "net" in c else NO_NET
     pick = chosen.get((c["dataset"], net, c["relaxation"]))
     return pick is not None and abs(_temperature(record) - pick["temperature"]) < 1e-12
 
@@ -152,7 +153,7 @@ def _discrete_approx(page: PageBuild, records: list[dict[str, Any]]) -> None:
 def snapshot(record: dict[str, Any], run: Path, folder: Path) -> list[Path]:
     """Copy the seed-0 sample plots of a run being kept to ``samples/``."""
     c = record.get("config", {})
-    if c.get("seed") != 0 or run.parent.name.startswith(f"{record.get('experiment')}-select-"):
+    if c.get("seed") != 0 or is_selection(record.get("experiment"), run):
         return []
     if record.get("experiment") == "igr-vae":
         src, name = (

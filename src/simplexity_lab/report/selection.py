@@ -14,15 +14,16 @@ from typing import Any
 
 from simplexity_lab.experiments.temperature_selection import CRITERIA, choose_temperature
 
-__all__ = ["SELECTION_PREFIX", "is_selection", "selection_table", "selections"]
+__all__ = ["NO_NET", "is_selection", "selection_table", "selections"]
 
-SELECTION_PREFIX = "igr-vae-select-"
-"""The folder of an ``igr-vae`` temperature selection (its runs get their own table)."""
+NO_NET = "—"
+"""The ``net`` of a selection key for an experiment without one (``sop``)."""
 
 
-def is_selection(record: dict[str, Any]) -> bool:
-    """Whether a kept run is a selection run: its folder is ``<experiment>-select-...``."""
-    return Path(record["_path"]).parent.name.startswith(f"{record['experiment']}-select-")
+def is_selection(experiment: str | None, run: str | Path) -> bool:
+    """Whether the run in folder ``run`` is a temperature-selection run of ``experiment``: its parent
+    folder is ``<experiment>-select-...`` (as ``simplexity select-temperature`` names it)."""
+    return Path(run).parent.name.startswith(f"{experiment}-select-")
 
 
 def selections(
@@ -33,19 +34,18 @@ def selections(
     Recomputed from the kept selection runs of ``experiment`` with the rule of ``simplexity
     select-temperature`` (:func:`~simplexity_lab.experiments.temperature_selection.choose_temperature`:
     the best value of the experiment's criterion, e.g. the highest ``valid/iw_bound``, and whether
-    it lies strictly inside the temperatures run). ``net`` is ``"—"`` for an experiment without one.
+    it lies strictly inside the temperatures run). ``net`` is :data:`NO_NET` for an experiment without one.
     """
     criterion, direction = CRITERIA[experiment]
-    sign = 1.0 if direction == "max" else -1.0
     scores: dict[tuple[str, str, str], dict[float, float]] = {}
     for r in records:
         c = r["config"]
-        key = (c["dataset"], c.get("net", "—"), c["relaxation"])
+        key = (c["dataset"], c.get("net", NO_NET), c["relaxation"])
         tau = float(c["temperature"])
         scores.setdefault(key, {})[tau] = r["metrics"].get(criterion, math.nan)
     out = {}
     for key, values in sorted(scores.items()):
-        tau, inside = choose_temperature({t: sign * v for t, v in values.items()})
+        tau, inside = choose_temperature(values, direction=direction)
         out[key] = {"temperature": tau, "inside": inside, "score": values[tau],
                     "grid": sorted(values)}  # fmt: skip
     return out
