@@ -27,6 +27,7 @@ from simplexity.distributions import (
     IGRPlanar,
     IGRStickBreaking,
     MixtureOfGaussians,
+    PlanarFlows,
     PlanarTransform,
     SoftmaxPlusPlusTransform,
     igr_uniform_prior_loc,
@@ -43,11 +44,13 @@ from simplexity.flows import (
     GaussianBase,
     LazyFlow,
     MixtureBase,
+    Planar,
     RADDistribution,
     Radial,
     RadialTransform,
     RADLayer,
 )
+from simplexity.nn import MLP
 from simplexity.normalizers import ev_softmax, get, log_ev_softmax, names
 
 D64 = torch.float64
@@ -400,6 +403,26 @@ ENTRIES = [
         {"temperature": bad_positive},
     ),
     Entry("Radial", Radial, lambda: {"features": 2}, {"features": bad_int(1)}),
+    Entry("Planar", Planar, lambda: {"features": 2}, {"features": bad_int(1)}),
+    Entry(
+        "PlanarFlows",
+        PlanarFlows,
+        lambda: {"dim": 2, "num_flows": 2},
+        {"dim": bad_int(1), "num_flows": bad_int(0), "cache_size": bad_int(0, 1)},
+    ),
+    Entry(
+        "MLP",
+        MLP,
+        lambda: {"in_features": 2, "out_features": 3, "hidden": (4,)},
+        {
+            "in_features": bad_int(1),
+            "out_features": bad_int(1),
+            "hidden": st.one_of(
+                st.integers(), st.text(max_size=3), st.lists(bad_int(1), min_size=1, max_size=2)
+            ),
+            "activation": st.one_of(st.integers(), st.text(max_size=3), st.none()),
+        },
+    ),
     Entry(
         "RADLayer",
         RADLayer,
@@ -419,7 +442,8 @@ def test_bad_argument_raises_an_error_naming_it(entry: Entry, argument: str, dat
     expected = (ValueError, TypeError, IndexError) if argument == "dim" else (ValueError, TypeError)
     with pytest.raises(expected) as info:
         entry.call(**args)
-    pattern = entry.match.get(argument, argument)
+    # the argument's name as a word of the message (not inside another identifier)
+    pattern = entry.match.get(argument, rf"(?<!\w){re.escape(argument)}(?!\w)")
     assert re.search(pattern, str(info.value)), (argument, bad, info.value)
 
 

@@ -223,6 +223,12 @@ def test_one_mlp_for_the_flows_and_the_lab():
     torch.testing.assert_close(relu(x), plain(x))
     zero = MLP(3, 2, (5,), zero_last=True)
     assert bool((zero(x) == 0).all())
+    assert bool((MLP(3, 2, (5,))[-1].weight != 0).all())  # zero_last is off by default
+    assert MLP(1, 1, (1,))(torch.ones(2, 1)).shape == (2, 1)  # the smallest sizes
+    with pytest.raises(TypeError, match=r"^hidden must be a sequence of ints, got int$"):
+        MLP(3, 2, 8)
+    with pytest.raises(TypeError, match=r"activation must be .*, got str$"):
+        MLP(3, 2, activation="relu")
     assert len(MLP(3, 2, ())) == 1
     for bad, error in (
         (lambda: MLP(0, 2), ValueError),
@@ -264,6 +270,23 @@ def test_one_trainable_planar_flow():
         PlanarFlows(3, -1)
     with pytest.raises(TypeError, match="dim"):
         PlanarFlows(3.0)
+
+
+def test_planar_flows_defaults_bounds_and_initialization():
+    # one layer by default, as a list (IGRPlanar's form); the smallest sizes are accepted
+    assert len(PlanarFlows(3)()) == 1 and PlanarFlows(3, 0)() == []
+    assert PlanarFlows(1, None)().u.shape == (1,) and Planar(1).u.shape == (1,)
+    for cache_size in (0, 1):  # the stack's transforms carry the cache size asked for
+        assert all(t._cache_size == cache_size for t in PlanarFlows(3, 2, cache_size=cache_size)())
+        assert PlanarFlows(3, None, cache_size=cache_size)()._cache_size == cache_size
+    # u and w ~ N(0, init_scale^2), b = 0; Planar passes its init_scale on
+    torch.manual_seed(0)
+    stack = PlanarFlows(40, 50, init_scale=0.3)
+    for p in (stack.u.detach(), stack.w.detach()):
+        assert abs(float(p.mean())) < 0.03 and float(p.std()) == pytest.approx(0.3, rel=0.05)
+    assert bool((stack.b == 0).all()) and stack.b.shape == (50,)
+    assert bool((Planar(3, init_scale=0.0).u == 0).all())
+    assert float(Planar(400, init_scale=2.0).w.detach().std()) == pytest.approx(2.0, rel=0.15)
 
 
 # ---------------------------------------------------------------- torch's and zuko's conventions

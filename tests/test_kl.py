@@ -192,3 +192,34 @@ def test_monte_carlo_kl_uses_log_space_only_when_both_sides_have_it() -> None:
     torch.manual_seed(4)
     z = q.rsample((5,))
     torch.testing.assert_close(est, (q.log_prob(z) - p.log_prob(z)).mean(0))
+
+
+def test_monte_carlo_kl_of_other_distributions_uses_rsample_or_sample() -> None:
+    """Outside the log-space pair: ``rsample`` (differentiable) when ``q`` has it, else ``sample``;
+    one sample by default."""
+    from torch.distributions import OneHotCategorical
+
+    loc = torch.tensor([0.3, -1.2], dtype=D64, requires_grad=True)
+    q, p = Normal(loc, 1.5), Normal(torch.zeros(2, dtype=D64), 1.0)
+    torch.manual_seed(11)
+    est = monte_carlo_kl(q, p)  # default: a single sample
+    torch.manual_seed(11)
+    z = q.rsample((1,))
+    torch.testing.assert_close(est, (q.log_prob(z) - p.log_prob(z)).mean(0))
+    (grad,) = torch.autograd.grad(est.sum(), loc)  # through rsample
+    torch.testing.assert_close(grad, z[0].detach())  # d/dloc of z^2/2; log q(z) does not move
+    logits = torch.tensor([[0.5, -0.3, 1.1], [0.0, 2.0, -1.0]], dtype=D64)
+    q, p = OneHotCategorical(logits=logits), OneHotCategorical(logits=logits.flip(-1))
+    torch.manual_seed(12)
+    est = monte_carlo_kl(q, p, num_samples=7)  # no rsample: sample
+    torch.manual_seed(12)
+    z = q.sample((7,))
+    torch.testing.assert_close(est, (q.log_prob(z) - p.log_prob(z)).mean(0))
+
+
+def test_monte_carlo_kl_type_error_names_the_argument_and_its_type() -> None:
+    q = IGR(torch.zeros(2), torch.ones(2), 0.5)
+    with pytest.raises(TypeError, match=r"^p must be a torch Distribution, got str$"):
+        monte_carlo_kl(q, "prior")
+    with pytest.raises(TypeError, match=r"^q must be a torch Distribution, got Tensor$"):
+        monte_carlo_kl(torch.zeros(3), q)

@@ -123,8 +123,8 @@ def zero_temperature_limit(dist: Distribution, num_samples: int = 10000) -> Cate
                 )
         return Categorical(probs=counts / num_samples)
     raise TypeError(
-        "zero_temperature_limit needs a GumbelSoftmax, ExpGumbelSoftmax or IGR-family "
-        f"distribution, got {type(dist).__name__}"
+        "dist must be a GumbelSoftmax, ExpGumbelSoftmax or IGR-family distribution "
+        f"(zero_temperature_limit), got {type(dist).__name__}"
     )
 
 
