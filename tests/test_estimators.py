@@ -638,3 +638,97 @@ def test_straight_through_family_temperature_broadcast_errors_name_the_batch_sha
         ValueError, match=r"^probs must be non-negative with a positive finite sum$"
     ):
         DecoupledStraightThrough(1.0, 0.7, probs=torch.tensor([-1.0, 2.0]))
+
+
+# ------------------------------------------------------------------ surrogates, noise, defaults
+def test_surrogates_by_formula_on_a_three_dimensional_batch() -> None:
+    """Each surrogate against its formula in the raw logits θ, on (sample, batch, K) tensors (the
+    softmax is over the last axis, not the second)."""
+    g = torch.Generator().manual_seed(21)
+    theta = torch.randn(2, 3, 4, generator=g)
+    noise = torch.randn(5, 2, 3, 4, generator=g)
+    sample = torch.nn.functional.one_hot(torch.randint(4, (5, 2, 3), generator=g), 4).double()
+    log_p = theta.log_softmax(-1)
+    st_gumbel = GumbelStraightThrough(0.6, logits=theta).surrogate(sample, noise)
+    torch.testing.assert_close(st_gumbel, torch.softmax((log_p + noise) / 0.6, -1))
+    decoupled = DecoupledStraightThrough(1.5, 0.4, logits=theta).surrogate(sample, noise)
+    torch.testing.assert_close(decoupled, torch.softmax(theta / 0.4 + noise, -1))
+    draws = torch.randn(7, 5, 2, 3, 4, generator=g)  # (num_draws, sample, batch, K)
+    rao = GumbelRao(0.6, logits=theta, num_draws=7).surrogate(sample, draws)
+    torch.testing.assert_close(rao, torch.softmax((log_p + draws) / 0.6, -1).mean(0))
+
+
+def test_surrogates_that_need_noise_say_so() -> None:
+    sample = torch.tensor([0.0, 1.0, 0.0])
+    cases = [
+        (GumbelStraightThrough(0.5, logits=LOGITS[:3]),
+         "GumbelStraightThrough.surrogate needs the Gumbel noise of the sample"),
+        (GumbelRao(0.5, logits=LOGITS[:3]), "GumbelRao.surrogate needs the conditional Gumbel draws"),
+        (DecoupledStraightThrough(1.0, 0.5, logits=LOGITS[:3]),
+         "DecoupledStraightThrough.surrogate needs the Gumbel noise"),
+    ]  # fmt: skip
+    for q, message in cases:
+        with pytest.raises(ValueError) as info:
+            q.surrogate(sample)
+        assert str(info.value) == message
+
+
+def test_gumbel_rao_draws_ten_by_default_and_accepts_one() -> None:
+    assert GumbelRao(0.5, logits=LOGITS).num_draws == 10
+    one = GumbelRao(0.5, logits=LOGITS, num_draws=1)
+    assert one.num_draws == 1 and one.rsample((3,)).shape == (3, K)
+    with pytest.raises(ValueError, match=r"^num_draws must be"):
+        GumbelRao(0.5, logits=LOGITS, num_draws=0)
+
+
+def test_uniforms_at_zero_and_one_give_finite_noise(monkeypatch) -> None:
+    """The Gumbel and exponential draws clamp u = 0 and u = 1 to (tiny, 1 - eps): finite noise, with
+    the logits' dtype and device."""
+    calls = []
+
+    def rand(shape, *, dtype=None, device=None):
+        calls.append((dtype, device))
+        u = torch.zeros(shape, dtype=dtype)
+        u.view(-1)[1::2] = 1.0
+        return u
+
+    monkeypatch.setattr(torch, "rand", rand)
+    logits = LOGITS.float()
+    f32 = torch.finfo(torch.float32)
+    st_gumbel = GumbelStraightThrough(0.5, logits=logits)
+    sample, gumbels = st_gumbel._draw(torch.Size((2,)))
+    expected = torch.tensor([f32.tiny, 1 - f32.eps] * 5, dtype=torch.float32).reshape(2, K)
+    torch.testing.assert_close(gumbels, -(-expected.log()).log())
+    assert bool(gumbels.isfinite().all()) and bool(st_gumbel.rsample().isfinite().all())
+    d = torch.nn.functional.one_hot(torch.tensor(2), K).float()
+    draws = conditional_gumbel(logits, d, num_draws=4)
+    perturbed = logits + draws  # the sampled category stays the maximum (ties: float32 rounding)
+    assert bool(draws.isfinite().all()) and bool((perturbed[:, 2] >= perturbed.amax(-1)).all())
+    assert calls and all(c == (torch.float32, logits.device) for c in calls)
+
+
+def test_conditional_gumbel_shapes_dtypes_and_messages() -> None:
+    d = torch.tensor([0.0, 1.0, 0.0])
+    with pytest.raises(TypeError, match=r"^logits must be a floating-point tensor"):
+        conditional_gumbel(torch.arange(3), d)
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match=r"^num_draws must be"):
+            conditional_gumbel(LOGITS[:3], d, num_draws=bad)
+    assert conditional_gumbel(LOGITS[:3], d).shape == (1, 3)  # one draw by default, and allowed
+    # a batch of logits with one sample: independent draws per row, in the logits' dtype
+    logits = torch.zeros(2, 3, dtype=torch.float32)
+    draws = conditional_gumbel(logits, d, num_draws=5)
+    assert draws.shape == (5, 2, 3) and draws.dtype == torch.float32
+    assert not torch.equal(draws[:, 0], draws[:, 1])
+
+
+def test_a_float_temperature_follows_the_logits_device(monkeypatch) -> None:
+    # the meta device computes nothing; torch's OneHotCategorical builds its Categorical with the
+    # default validation, which would read values: off for this test
+    monkeypatch.setattr(torch.distributions.Distribution, "_validate_args", False)
+    logits = torch.zeros(2, 3, device="meta")
+    for q in (
+        GumbelStraightThrough(0.5, logits=logits, validate_args=False),
+        ReinMax(logits=logits, temperature=1.5, validate_args=False),
+    ):
+        assert q.temperature.device.type == "meta" and q.temperature.dtype == logits.dtype
