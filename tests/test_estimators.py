@@ -696,7 +696,7 @@ def test_uniforms_at_zero_and_one_give_finite_noise(monkeypatch) -> None:
     logits = LOGITS.float()
     f32 = torch.finfo(torch.float32)
     st_gumbel = GumbelStraightThrough(0.5, logits=logits)
-    sample, gumbels = st_gumbel._draw(torch.Size((2,)))
+    _, gumbels = st_gumbel._draw(torch.Size((2,)))
     expected = torch.tensor([f32.tiny, 1 - f32.eps] * 5, dtype=torch.float32).reshape(2, K)
     torch.testing.assert_close(gumbels, -(-expected.log()).log())
     assert bool(gumbels.isfinite().all()) and bool(st_gumbel.rsample().isfinite().all())
