@@ -37,7 +37,7 @@ from simplexity.distributions import (
     stick_breaking_truncation,
     zero_temperature_limit,
 )
-from simplexity.distributions.mixture import kmeans_plusplus_init
+from simplexity.distributions.mixture import kmeans_plusplus, kmeans_plusplus_init
 from simplexity.flows import (
     RAD,
     Flow,
@@ -237,6 +237,19 @@ ENTRIES = [
         MixtureOfGaussians,
         lambda: _mixture_args() | {"reparam": "igr", "temperature": 0.5},
         {"temperature": st.one_of(bad_positive, non_positive_tensor)},
+    ),
+    Entry(
+        "kmeans_plusplus",
+        kmeans_plusplus,
+        lambda: {"data": torch.randn(5, 2, dtype=D64), "num_clusters": 2},
+        {
+            "data": st.one_of(
+                bad_tensor,
+                st.just(torch.randn(5, dtype=D64)),
+                st.just(torch.tensor([[0.0, INF], [1.0, 1.0]], dtype=D64)),
+            ),
+            "num_clusters": st.one_of(bad_int(1), st.integers(6, 40)),
+        },
     ),
     Entry(
         "kmeans_plusplus_init",

@@ -398,3 +398,199 @@ def test_kmeans_rejects_data_that_is_not_finite():
     x[3, 1] = float("inf")
     with pytest.raises(ValueError, match="data"):
         kmeans_plusplus(x, 2)
+
+
+# ---------------------------------------------------------------- k-means++ against enumeration
+def _seeding_probabilities(points: np.ndarray, k: int) -> dict[tuple[int, ...], float]:
+    """The exact law of k-means++'s ordered choice of k indices, by enumeration."""
+    n = len(points)
+    law: dict[tuple[int, ...], float] = {}
+
+    def walk(chosen: tuple[int, ...], p: float) -> None:
+        if len(chosen) == k:
+            law[chosen] = law.get(chosen, 0.0) + p
+            return
+        d2 = np.min([((points - points[c]) ** 2).sum(-1) for c in chosen], axis=0)
+        weights = d2 / d2.sum() if d2.sum() > 0 else np.full(n, 1.0 / n)
+        for j in range(n):
+            if weights[j] > 0:
+                walk((*chosen, j), p * weights[j])
+
+    for i in range(n):
+        walk((i,), 1.0 / n)
+    return law
+
+
+def test_kmeans_plusplus_draws_with_the_squared_distance_law():
+    points = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 1.0], [0.5, 4.0]])
+    data = torch.tensor(points, dtype=DT)
+    law = _seeding_probabilities(points, 3)
+    g = torch.Generator().manual_seed(0)
+    draws = 3000
+    counts = dict.fromkeys(law, 0)
+    for _ in range(draws):
+        centers = kmeans_plusplus(data, 3, generator=g)
+        index = tuple(int((data == c).all(-1).nonzero()[0, 0]) for c in centers)
+        counts[index] += 1  # a KeyError here is an order of probability zero
+    observed = np.array([counts[key] for key in law])
+    expected = np.array([law[key] for key in law]) * draws
+    assert stats.chisquare(observed, expected).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("scale", [1e-2, 1e100])
+def test_kmeans_plusplus_law_of_the_last_center_at_any_scale(scale: float):
+    """Four centers of five points: the law of the point left out, which depends on every
+    distance update; the same at tiny scales (all distances below 1) and huge ones (squared
+    distances near overflow)."""
+    points = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 1.0], [0.5, 4.0], [2.0, 2.5]])
+    law = _seeding_probabilities(points, 4)
+    left_out = np.zeros(5)
+    for order, p in law.items():
+        left_out[({0, 1, 2, 3, 4} - set(order)).pop()] += p
+    data = torch.tensor(points * scale, dtype=DT)
+    g = torch.Generator().manual_seed(1)
+    draws = 2000
+    observed = np.zeros(5)
+    for _ in range(draws):
+        centers = kmeans_plusplus(data, 4, generator=g)
+        chosen = {int((data == c).all(-1).nonzero()[0, 0]) for c in centers}
+        assert len(chosen) == 4
+        observed[({0, 1, 2, 3, 4} - chosen).pop()] += 1
+    assert stats.chisquare(observed, left_out * draws).pvalue > 1e-3
+
+
+def test_kmeans_is_reproducible_with_a_generator():
+    data = torch.randn(30, 2, dtype=DT, generator=torch.Generator().manual_seed(2))
+    runs = []
+    for global_seed in (0, 1):
+        torch.manual_seed(global_seed)  # the global state must not matter
+        g = torch.Generator().manual_seed(5)
+        runs.append((kmeans_plusplus(data, 4, generator=g),
+                     kmeans_plusplus_init(data, 4, iterations=0, generator=g)[1]))  # fmt: skip
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_kmeans_plusplus_init_runs_ten_lloyd_steps_by_default():
+    data = torch.linspace(0, 1, 400, dtype=DT).unsqueeze(-1) ** 3  # slow to converge
+    fits = {
+        n: kmeans_plusplus_init(
+            data,
+            12,
+            generator=torch.Generator().manual_seed(0),
+            **({} if n is None else {"iterations": n}),
+        )[1]
+        for n in (None, 10, 11)
+    }
+    assert torch.equal(fits[None], fits[10]) and not torch.equal(fits[10], fits[11])
+
+
+def test_kmeans_plusplus_edge_cases():
+    one = torch.tensor([[2.0, -1.0]], dtype=DT)
+    assert torch.equal(kmeans_plusplus(one, 1), one)  # as many clusters as points
+    same = torch.ones(4, 2, dtype=DT)  # no distance left: uniform choice, no NaN
+    assert torch.equal(kmeans_plusplus(same, 3), torch.ones(3, 2, dtype=DT))
+    with pytest.raises(ValueError, match=r"^num_clusters=3 exceeds the number of points 2$"):
+        kmeans_plusplus(torch.zeros(2, 1, dtype=DT), 3)
+    with pytest.raises(ValueError, match=r"^data must have shape \(N, D\), got \(4,\)$"):
+        kmeans_plusplus(torch.zeros(4, dtype=DT), 2)
+    with pytest.raises(ValueError) as info:
+        kmeans_plusplus(torch.tensor([[0.0], [math.nan]], dtype=DT), 1)
+    assert str(info.value) == "data must be finite (it holds NaN or infinite values)"
+    two = torch.tensor([[0.0, 1.0], [2.0, 3.0]], dtype=DT)  # the last draw has one candidate
+    assert sorted(kmeans_plusplus(two, 2)[:, 0].tolist()) == [0.0, 2.0]
+
+
+def test_kmeans_plusplus_init_exact_fit_of_separated_clusters():
+    a = torch.tensor([[-10.0, 0.0], [-11.0, 1.0], [-9.0, 2.0]], dtype=DT)
+    b = torch.tensor([[10.0, 0.0], [12.0, 0.0], [11.0, 3.0], [10.0, 1.0], [9.0, 0.5]], dtype=DT)
+    data = torch.cat([a, b])
+    logits, loc, scale = kmeans_plusplus_init(data, 2, generator=torch.Generator().manual_seed(1))
+    order = loc[:, 0].argsort()
+    counts = torch.tensor([3.0, 5.0], dtype=DT) + 1e-3
+    torch.testing.assert_close(logits[order], (counts / counts.sum()).log())
+    torch.testing.assert_close(loc[order], torch.stack([a.mean(0), b.mean(0)]))
+    torch.testing.assert_close(scale[order], torch.stack([a.std(0), b.std(0)]))
+    # no Lloyd step: the centers are the seeded data points
+    _, seeded, _ = kmeans_plusplus_init(data, 2, iterations=0)
+    assert all(bool((data == c).all(-1).any()) for c in seeded)
+
+
+def test_kmeans_plusplus_init_singletons_empty_clusters_and_the_floor():
+    # a one-point cluster takes the overall standard deviation; a flat dimension the floor
+    data = torch.tensor([[0.0, 5.0], [1.0, 5.0], [2.0, 5.0], [100.0, 7.0]], dtype=DT)
+    logits, loc, scale = kmeans_plusplus_init(data, 2, min_scale=0.01)
+    far = int(loc[:, 0].argmax())
+    torch.testing.assert_close(loc[far], data[3])
+    torch.testing.assert_close(scale[far], data.std(0))
+    torch.testing.assert_close(scale[1 - far], torch.tensor([1.0, 0.01], dtype=DT))
+    torch.testing.assert_close(logits.exp().sum(), torch.tensor(1.0, dtype=DT))
+    # identical points: the second cluster stays empty, every scale is the floor
+    same = torch.full((3, 2), 4.0, dtype=DT)
+    logits, loc, scale = kmeans_plusplus_init(same, 2, min_scale=0.05)
+    assert torch.equal(loc, same[:2]) and bool((scale == 0.05).all())
+    weights = torch.tensor([3.0 + 1e-3, 1e-3], dtype=DT)
+    torch.testing.assert_close(logits.sort(descending=True).values, (weights / weights.sum()).log())
+    # two points in two clusters: each takes the standard deviation of both; a pair its own
+    two = torch.tensor([[0.0, 1.0], [2.0, 5.0]], dtype=DT)
+    torch.testing.assert_close(kmeans_plusplus_init(two, 2)[2], two.std(0).expand(2, 2))
+    pair = torch.tensor(
+        [[0.0, 0.0], [1.0, 2.0], [50.0, 50.0], [51.0, 52.0], [52.0, 51.0]], dtype=DT
+    )
+    _, loc, scale = kmeans_plusplus_init(pair, 2)
+    near = int(loc[:, 0].argmin())
+    torch.testing.assert_close(scale[near], pair[:2].std(0))
+    # a single point: unit scales
+    logits, loc, scale = kmeans_plusplus_init(torch.tensor([[2.0, 3.0]], dtype=DT), 1)
+    assert logits.tolist() == [0.0] and loc.tolist() == [[2.0, 3.0]] and scale.tolist() == [[1, 1]]
+    for bad, message in (
+        ({"min_scale": 0.0}, r"^min_scale must be"),
+        ({"iterations": -1}, r"^iterations must be"),
+        ({"num_components": 4}, r"^num_components must be"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            kmeans_plusplus_init(same, **({"num_components": 2} | bad))
+
+
+def test_posterior_is_bayes_rule_on_a_batch():
+    """Responsibilities p(k | z) against Bayes' rule with torch's Normal, for values of shape
+    (sample, batch, D): the normalization is over the components."""
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 3, generator=g, dtype=DT)
+    loc = torch.randn(2, 3, 4, generator=g, dtype=DT)
+    scale = torch.rand(2, 3, 4, generator=g, dtype=DT) + 0.5
+    p = MixtureOfGaussians(logits, loc, scale)
+    z = torch.randn(5, 2, 4, generator=g, dtype=DT)
+    joint = logits.log_softmax(-1) + torch.distributions.Normal(loc, scale).log_prob(
+        z.unsqueeze(-2)
+    ).sum(-1)
+    torch.testing.assert_close(p.posterior(z), joint.softmax(-1))
+
+
+def test_expand_keeps_validation_off():
+    """expand never validates (torch's convention): a mixture built with validate_args=False
+    expands even when its parameters were since changed in place to values validation rejects."""
+    scale = torch.ones(3, 2, dtype=DT)
+    p = MixtureOfGaussians(torch.zeros(3, dtype=DT), torch.zeros(3, 2, dtype=DT), scale,
+                           validate_args=False)  # fmt: skip
+    scale.fill_(-1.0)
+    q = p.expand((4,))
+    assert q.batch_shape == (4,) and q._validate_args is False
+
+
+def test_kmeans_plusplus_init_lloyd_steps_match_a_reference():
+    """From the same seeding (``iterations=0`` with the same generator seed), the Lloyd steps agree
+    with a plain NumPy implementation (empty clusters keep their center)."""
+    data = torch.randn(40, 2, dtype=DT, generator=torch.Generator().manual_seed(1)) ** 3
+    x = data.numpy()
+    for seed in range(10):  # seeds 5, 7, 8 leave a cluster with one point that is not its center
+        seeded = kmeans_plusplus_init(data, 8, iterations=0,
+                                      generator=torch.Generator().manual_seed(seed))[1]  # fmt: skip
+        centers = seeded.numpy().copy()
+        for _ in range(10):
+            assign = ((x[:, None] - centers[None]) ** 2).sum(-1).argmin(-1)
+            for k in range(8):
+                if (assign == k).any():
+                    centers[k] = x[assign == k].mean(0)
+        fitted = kmeans_plusplus_init(data, 8, generator=torch.Generator().manual_seed(seed))[1]
+        np.testing.assert_allclose(fitted.numpy(), centers, rtol=1e-12, atol=1e-12)
