@@ -396,3 +396,55 @@ def test_argument_checks_after_importing_zuko(monkeypatch):
     with pytest.raises(ValueError, match="scale"):
         IGR(torch.zeros(2), -torch.ones(2), 0.5, validate_args=True)
     GumbelSoftmax(torch.tensor(0.0), logits=torch.zeros(3))  # torch's convention: not checked
+
+
+def test_mixture_base_start_scale_formula_and_repr():
+    torch.manual_seed(0)
+    base = MixtureBase(3, 200, spread=2.5, min_scale=0.01)
+    assert bool((base.logits == 0).all()) and bool((base.log_scale == 0).all())
+    assert float(base.loc.detach().std()) == pytest.approx(2.5, rel=0.05)
+    torch.testing.assert_close(base.scale, torch.full((200, 3), 1.01))
+    assert repr(base) == "MixtureBase(features=3, num_components=200, reparam='pathwise')"
+    relaxed = MixtureBase(2, 3, reparam="gumbel_softmax", temperature=0.5)
+    assert relaxed.extra_repr() == "features=2, num_components=3, reparam='gumbel_softmax', " + (
+        "temperature=0.5"
+    )
+    assert relaxed().temperature == 0.5 and relaxed().reparam == "gumbel_softmax"
+    # exp(min(s, s_max)) + floor, s_max = log(finfo.max) / 2 in the parameter's dtype
+    for dtype in (torch.float32, torch.float64):
+        base = MixtureBase(1, 3, min_scale=0.5).to(dtype)
+        with torch.no_grad():
+            base.log_scale.copy_(torch.tensor([[-3.0], [2.0], [1e6]]))
+        s_max = 0.5 * math.log(torch.finfo(dtype).max)
+        expected = [[math.exp(-3) + 0.5], [math.exp(2) + 0.5], [math.exp(s_max) + 0.5]]
+        torch.testing.assert_close(base.scale, torch.tensor(expected, dtype=dtype))
+    with pytest.raises(TypeError) as info:
+        MixtureBase(2, 3, reparam="gumbel_softmax", temperature=torch.tensor(0.5))
+    assert str(info.value) == (
+        "temperature must be a float here (the module stores it), got a tensor"
+    )
+    gaussian = GaussianBase(3)()
+    torch.testing.assert_close(gaussian.mean, torch.zeros(3))
+    torch.testing.assert_close(gaussian.stddev, torch.ones(3))
+
+
+def test_mixture_base_initialization_is_the_kmeans_fit():
+    from simplexity.distributions.mixture import kmeans_plusplus_init
+
+    data = torch.randn(60, 2, dtype=DT, generator=torch.Generator().manual_seed(3))
+    for iterations in (0, 4):
+        base = (
+            MixtureBase(2, 3, min_scale=1e-3)
+            .double()
+            .initialize_from_data(
+                data, generator=torch.Generator().manual_seed(9), iterations=iterations
+            )
+        )
+        logits, loc, scale = kmeans_plusplus_init(
+            data, 3, iterations=iterations, generator=torch.Generator().manual_seed(9)
+        )
+        torch.testing.assert_close(base.logits.detach(), logits)
+        torch.testing.assert_close(base.loc.detach(), loc)
+        torch.testing.assert_close(base.scale.detach(), scale)
+    # a float32 base takes float64 data in its own dtype
+    assert MixtureBase(2, 3).initialize_from_data(data).loc.dtype == torch.float32
