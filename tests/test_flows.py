@@ -448,3 +448,55 @@ def test_mixture_base_initialization_is_the_kmeans_fit():
         torch.testing.assert_close(base.scale.detach(), scale)
     # a float32 base takes float64 data in its own dtype
     assert MixtureBase(2, 3).initialize_from_data(data).loc.dtype == torch.float32
+
+
+def test_affine_coupling_against_its_formula():
+    from simplexity.flows import AffineCouplingTransform
+
+    g = torch.Generator().manual_seed(4)
+    weight = torch.randn(6, 3, generator=g, dtype=DT) * 3  # large: the clamp matters
+    mask = torch.tensor([True, False, False])
+
+    def conditioner(h):
+        return h @ weight.T
+
+    t = AffineCouplingTransform(mask, conditioner, bound=1.5)
+    x = torch.randn(4, 2, 3, generator=g, dtype=DT)  # a (sample, batch) of points
+    raw = (x * mask) @ weight.T
+    s = 1.5 * torch.tanh(raw[..., :3] / 1.5) * ~mask
+    shift = raw[..., 3:] * ~mask
+    y = torch.where(mask, x, x * s.exp() + shift)
+    torch.testing.assert_close(t(x), y)
+    torch.testing.assert_close(t.log_abs_det_jacobian(x, y), s.sum(-1))
+    torch.testing.assert_close(t.inv(y), x)
+    # the log-determinant is that of the Jacobian
+    jac = torch.autograd.functional.jacobian(t, x[0, 0])
+    torch.testing.assert_close(t.log_abs_det_jacobian(x[0, 0], y[0, 0]), jac.det().abs().log())
+    # the default bound is 3
+    assert AffineCouplingTransform(mask, conditioner).bound == 3.0
+    with pytest.raises(TypeError) as info:
+        AffineCouplingTransform(torch.tensor([1, 0]), conditioner)
+    assert str(info.value) == "mask must be a boolean tensor of shape (D,)"
+
+
+def test_affine_coupling_layer_mask_bound_and_identity_start():
+    layer = AffineCoupling(5, hidden=(4,))
+    assert layer.mask.tolist() == [True, False, True, False, True]  # parity 0 by default
+    assert AffineCoupling(2, parity=1).mask.tolist() == [False, True]
+    assert layer().bound == 3.0 and AffineCoupling(2, bound=0.7)().bound == 0.7
+    x = torch.randn(3, 5)
+    assert torch.equal(layer()(x), x)  # the conditioner's last layer starts at zero
+    mask = torch.tensor([False, True, True])
+    assert torch.equal(AffineCoupling(3, mask=mask).mask, mask)
+    for bad, message in (
+        (torch.tensor([True, False]), "mask must be a boolean tensor of shape (3,)"),
+        (torch.tensor([1, 0, 1]), "mask must be a boolean tensor of shape (3,)"),
+        (torch.ones(3, dtype=torch.bool), "mask must keep at least one entry and transform at "
+         "least one"),
+        (torch.zeros(3, dtype=torch.bool), "mask must keep at least one entry and transform at "
+         "least one"),
+    ):  # fmt: skip
+        with pytest.raises(ValueError) as info:
+            AffineCoupling(3, mask=bad)
+        assert str(info.value) == message
+    assert AffineCoupling(2, hidden=(3,)).net[0].out_features == 3
