@@ -115,22 +115,32 @@ def test_key_padding_in_the_cache_and_reorder():
 
 def test_cache_errors_name_the_problem():
     cache = KeyValueCache()
-    with pytest.raises(ValueError, match="key and value must have shapes"):
+    with pytest.raises(ValueError, match=r"^key and value must have shapes"):
         cache.append(torch.zeros(2, 4, 3), torch.zeros(2, 4, 3))
-    with pytest.raises(TypeError, match="key_padding_mask must be boolean"):
+    with pytest.raises(
+        TypeError, match=r"^key_padding_mask must be boolean \(True = padding\), got torch.float32$"
+    ):
         cache.append(torch.zeros(2, 1, 3, 4), torch.zeros(2, 1, 3, 4), torch.zeros(2, 3))
-    with pytest.raises(ValueError, match=r"key_padding_mask must have shape \(B, S_new\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"^key_padding_mask must have shape \(B, S_new\) = \(2, 3\), got \(3, 2\)$",
+    ):
         cache.append(
             torch.zeros(2, 1, 3, 4), torch.zeros(2, 1, 3, 4), torch.zeros(3, 2, dtype=torch.bool)
         )
     cache.append(torch.zeros(2, 1, 3, 4), torch.zeros(2, 1, 3, 4))
-    with pytest.raises(ValueError, match="do not match the cached"):
+    with pytest.raises(
+        ValueError,
+        match=r"^new keys \(3, 1, 1, 4\) and values \(3, 1, 1, 4\) do not match the cached",
+    ):
         cache.append(torch.zeros(3, 1, 1, 4), torch.zeros(3, 1, 1, 4))
     static = KeyValueCache(static=True)
     static.append(torch.zeros(2, 1, 3, 4), torch.zeros(2, 1, 3, 4))
-    with pytest.raises(ValueError, match="filled once"):
+    with pytest.raises(
+        ValueError, match=r"^a static cache is filled once; create a new one for a new memory$"
+    ):
         static.append(torch.zeros(2, 1, 3, 4), torch.zeros(2, 1, 3, 4))
-    with pytest.raises(TypeError, match="static must be a bool"):
+    with pytest.raises(TypeError, match=r"^static must be a bool, got int$"):
         KeyValueCache(static=1)
     mha = MultiheadAttention(4, 1, batch_first=True)
     x = torch.randn(2, 3, 4)
@@ -139,3 +149,51 @@ def test_cache_errors_name_the_problem():
     with pytest.raises(ValueError, match="the cache holds a batch of 2"):
         mha(torch.randn(5, 1, 4), None, None, cache=static)
     assert repr(static) == "KeyValueCache(length=3, static=True)"
+
+
+def test_cache_contents_against_concatenation():
+    """Appends with and without padding: the cache holds the concatenation, the padding mask
+    (missing parts as not padding), the mean of the unpadded keys, and reorders all of them."""
+    g = torch.Generator().manual_seed(0)
+    steps = [
+        (torch.randn(3, 2, 2, 4, generator=g, dtype=DT), None),
+        (torch.randn(3, 2, 1, 4, generator=g, dtype=DT), torch.tensor([[True], [False], [True]])),
+        (torch.randn(3, 2, 3, 4, generator=g, dtype=DT), None),
+        (torch.randn(3, 2, 2, 4, generator=g, dtype=DT),
+         torch.tensor([[True, True], [False, True], [True, True]])),
+    ]  # fmt: skip
+    cache = KeyValueCache()
+    assert (
+        len(cache) == 0
+        and cache.key_mean() is None
+        and repr(cache).startswith("KeyValueCache(length=0, static=False")
+    )
+    for key, mask in steps:
+        cache.append(key, 2 * key[..., :3], mask)
+    keys = torch.cat([k for k, _ in steps], 2)
+    padding = torch.cat(
+        [torch.zeros(3, k.shape[2], dtype=torch.bool) if m is None else m for k, m in steps], 1
+    )
+    assert len(cache) == 8
+    torch.testing.assert_close(cache.key, keys)
+    torch.testing.assert_close(cache.value, 2 * keys[..., :3])
+    assert torch.equal(cache.key_padding_mask, padding)
+    kept = (~padding)[:, None, :, None].to(DT)
+    torch.testing.assert_close(
+        cache.key_mean(), (keys * kept).sum(2, keepdim=True) / kept.sum(2, keepdim=True)
+    )
+    index = torch.tensor([2, 0])
+    cache.reorder(index)
+    torch.testing.assert_close(cache.key, keys[index])
+    assert torch.equal(cache.key_padding_mask, padding[index])
+    kept = kept[index]
+    torch.testing.assert_close(
+        cache.key_mean(), (keys[index] * kept).sum(2, keepdim=True) / kept.sum(2, keepdim=True)
+    )
+    # a row whose every key is padding has mean 0 (no division by zero)
+    empty = KeyValueCache()
+    empty.append(torch.ones(1, 1, 2, 3), torch.ones(1, 1, 2, 3), torch.tensor([[True, True]]))
+    assert torch.equal(empty.key_mean(), torch.zeros(1, 1, 1, 3))
+    KeyValueCache().reorder(torch.tensor([0]))  # nothing cached yet: nothing to do
+    with pytest.raises(TypeError, match=r"^index must be"):
+        cache.reorder([0, 1])
