@@ -500,3 +500,51 @@ def test_affine_coupling_layer_mask_bound_and_identity_start():
             AffineCoupling(3, mask=bad)
         assert str(info.value) == message
     assert AffineCoupling(2, hidden=(3,)).net[0].out_features == 3
+
+
+def test_flow_with_elementwise_transforms_against_torch():
+    """Elementwise (event_dim 0) transforms: the density sums their log-determinants over the
+    event, as torch's TransformedDistribution does; the support is per coordinate."""
+    from torch.distributions import ExpTransform
+
+    base = Independent(Normal(torch.zeros(2, 3, dtype=DT), torch.ones(2, 3, dtype=DT)), 1)
+    transforms = [AffineTransform(0.5, 2.0), ExpTransform()]
+    ours = Flow(base, transforms)
+    theirs = TransformedDistribution(base, transforms)
+    assert ours.batch_shape == (2,) and ours.event_shape == (3,)
+    x = torch.rand(4, 2, 3, dtype=DT) + 0.1
+    torch.testing.assert_close(ours.log_prob(x), theirs.log_prob(x))
+    torch.manual_seed(0)
+    z, lp = ours.rsample_and_log_prob((4,))
+    torch.testing.assert_close(lp, theirs.log_prob(z))
+    assert bool(ours.support.check(x).all()) and not bool(ours.support.check(-x).any())
+    assert ours.support.event_dim == 1
+    assert bool(Flow(base, []).support.check(-x).all())  # the base's: real vectors
+    with pytest.raises(TypeError) as info:
+        ours.rsample_and_log_prob((2,), estimator="exact")
+    assert str(info.value) == "the base Independent takes no estimator arguments, got ['estimator']"
+
+
+def test_flow_and_lazy_flow_messages_and_order():
+    base = GaussianBase(2)()
+    cases = [
+        (lambda: Flow("normal", []), TypeError, "base must be a torch Distribution, got str"),
+        (lambda: Flow(base, [AffineTransform(0.0, 1.0), 3]), TypeError,
+         "transforms[1] must be a torch Transform, got int"),
+        (lambda: LazyFlow(base, []), TypeError,
+         "base must be a module whose forward() returns a distribution, got Independent"),
+        (lambda: LazyFlow(GaussianBase(2), [Planar(2), "x"]), TypeError,
+         "transforms[1] must be a module returning a Transform or a Transform, got str"),
+    ]  # fmt: skip
+    for make, error, message in cases:
+        with pytest.raises(error) as info:
+            make()
+        assert str(info.value) == message
+    # fixed transforms keep their place among the modules
+    shift = AffineTransform(torch.tensor([1.0, -1.0]), 2.0, event_dim=1)
+    planar, radial = Planar(2), Radial(2)
+    flow = LazyFlow(GaussianBase(2), [planar, shift, radial])()
+    assert flow.transforms[1] is shift
+    assert isinstance(flow.transforms[0], PlanarTransform)
+    assert type(flow.transforms[2]).__name__ == "RadialTransform"
+    assert list(LazyFlow(GaussianBase(2), [planar, shift, radial]).transforms) == [planar, radial]
