@@ -14,6 +14,8 @@ from torch.distributions import Categorical, Normal
 
 from simplexity.distributions import (
     IGR,
+    ExpGumbelSoftmax,
+    GumbelSoftmax,
     IGRPlanar,
     IGRStickBreaking,
     PlanarFlows,
@@ -692,3 +694,87 @@ def test_igr_without_validation_returns_nan_for_nan_values() -> None:
     # torch's convention: validate_args=False checks nothing, a NaN value gives a NaN density
     d = IGR(torch.tensor([0.3, -0.2]), torch.ones(2), 0.5, validate_args=False)
     assert torch.isnan(d.log_prob(torch.tensor([0.2, float("nan"), 0.3])))
+
+
+# ------------------------------------------------------------------ limits against independent truth
+def test_zero_temperature_pmf_against_scipy_quadrature_on_a_batch() -> None:
+    loc = torch.tensor([[0.5, -0.3, 0.1], [1.2, 0.4, -2.0]], dtype=D64)
+    scale = torch.tensor([0.7, 1.3, 0.4], dtype=D64)  # broadcast against the batch
+    p = igr_zero_temperature_probs(loc, scale)
+    assert p.shape == (2, 4) and p.dtype == D64
+    for row in range(2):
+        mu, sigma = loc[row].numpy(), scale.numpy()
+        for k in range(3):
+            others = [j for j in range(3) if j != k]
+
+            def integrand(t, k=k, others=others, mu=mu, sigma=sigma):
+                value = stats.norm.pdf(t, mu[k], sigma[k])
+                return value * np.prod([stats.norm.cdf((t - mu[j]) / sigma[j]) for j in others])
+
+            expected = integrate.quad(integrand, 0, np.inf, epsabs=1e-13)[0]
+            assert float(p[row, k]) == pytest.approx(expected, abs=1e-6)
+        assert float(p[row, 3]) == pytest.approx(np.prod(stats.norm.cdf(-mu / sigma)), abs=1e-12)
+    # float32 in, float32 out; one node is allowed (a crude quadrature)
+    p32 = igr_zero_temperature_probs(loc.float(), scale.float())
+    assert p32.dtype == torch.float32 and torch.allclose(p32.double(), p, atol=1e-5)
+    assert igr_zero_temperature_probs(loc, scale, num_nodes=1).shape == (2, 4)
+    # differentiable in loc and scale
+    torch.autograd.gradcheck(
+        lambda m, s: igr_zero_temperature_probs(m, s, num_nodes=32),
+        (loc[0].clone().requires_grad_(), scale.clone().requires_grad_()),
+    )
+
+
+def test_zero_temperature_limit_point_masses_batches_and_chunks() -> None:
+    """With a tiny scale the limit is a point mass at argmax(loc), or at K when every loc is
+    negative; the Monte Carlo counts add up over chunks of any size."""
+    loc = torch.tensor([[0.3, 1.0, -0.5], [-1.0, -0.2, -3.0]], dtype=D64)
+    scale = torch.full((2, 3), 1e-9, dtype=D64)
+    expected = torch.tensor([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]], dtype=D64)
+    for cls in (IGRStickBreaking, IGRPlanar):
+        d = cls(loc, scale, 0.1) if cls is IGRStickBreaking else cls(loc, scale, 0.1, flows=[])
+        cold = cls(loc, scale, 1e-4) if cls is IGRStickBreaking else cls(loc, scale, 1e-4, flows=[])
+        sample = cold.sample()  # nearly one-hot at this temperature
+        assert bool((sample.amax(-1) > 0.99).all())
+        one_hot = torch.nn.functional.one_hot(sample.argmax(-1), 4).to(D64)
+        if cls is IGRPlanar:  # no flows: the IGR-I map, the argmax or K
+            torch.testing.assert_close(one_hot, expected)
+        for n in (1, 129, 300):
+            limit = zero_temperature_limit(d, num_samples=n)
+            assert limit.batch_shape == (2,)
+            torch.testing.assert_close(limit.probs, one_hot)
+    for d in (IGR(loc, scale, 0.1),):
+        torch.testing.assert_close(zero_temperature_limit(d).probs, expected, atol=1e-9, rtol=0)
+    with pytest.raises(ValueError, match=r"^num_samples must be"):
+        zero_temperature_limit(IGRStickBreaking(loc, scale, 0.1), num_samples=0)
+    # Gumbel-softmax: the categorical of its logits, over its whole batch
+    logits = torch.tensor([0.2, -0.1, 0.7], dtype=D64)
+    for d in (
+        GumbelSoftmax(torch.full((2,), 0.5, dtype=D64), logits=logits),
+        ExpGumbelSoftmax(torch.full((2,), 0.5, dtype=D64), logits=logits),
+    ):
+        limit = zero_temperature_limit(d)
+        assert limit.batch_shape == (2,)
+        torch.testing.assert_close(limit.probs, logits.softmax(-1).expand(2, 3))
+
+
+def test_uniform_prior_arguments() -> None:
+    assert igr_uniform_prior_loc(2) == 0.0  # Phi^{-1}(1/2)
+    scale = torch.tensor([1.0, 2.0], dtype=D64)
+    torch.testing.assert_close(igr_uniform_prior_loc(5, scale), scale * igr_uniform_prior_loc(5))
+    tau = torch.tensor(0.2, dtype=D64)
+    p = igr_uniform_prior(4, tau, scale=1.5, delta=0.5, batch_shape=(2,))
+    assert p.loc.dtype == D64 and p.batch_shape == (2,) and p.loc.shape == (2, 3)
+    torch.testing.assert_close(p.loc, torch.full((2, 3), igr_uniform_prior_loc(4, 1.5), dtype=D64))
+    torch.testing.assert_close(p.scale, torch.full((2, 3), 1.5, dtype=D64))
+    assert float(p.delta) == 0.5 and float(p.temperature) == pytest.approx(0.2)
+    q = igr_uniform_prior(3, 0.1, dtype=torch.float32, device="cpu")
+    assert q.loc.device.type == "cpu" and q.loc.dtype == torch.float32
+    assert igr_uniform_prior(3, 0.1).loc.dtype == torch.get_default_dtype()
+    for call, message in (
+        (lambda: igr_uniform_prior_loc(1), r"^num_categories must be"),
+        (lambda: igr_uniform_prior_loc(3, -1.0), r"^scale must be"),
+        (lambda: igr_uniform_prior(3, 0.1, scale=0.0), r"^scale must be"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            call()
