@@ -16,6 +16,7 @@ from simplexity.distributions import (
     IGRStickBreaking,
     ReinMax,
     StraightThrough,
+    igr_uniform_prior_loc,
     monte_carlo_kl,
     relaxations,
     zero_temperature_limit,
@@ -133,3 +134,87 @@ def test_the_two_straight_through_gumbel_softmax_names_differ_only_in_the_kl() -
     probs = qb.probs
     torch.testing.assert_close(klb, (probs * (probs * 5).log()).sum(-1))  # KL to uniform, exact
     assert not torch.allclose(kla, klb)
+
+
+def test_each_relaxation_builds_exactly_its_parameters() -> None:
+    """The raw outputs map to the documented parameters; options reach the distribution."""
+    g = torch.Generator().manual_seed(2)
+    raw = torch.randn(3, 2 * (K - 1), generator=g, dtype=torch.float64)
+    loc, pre = raw[..., : K - 1], raw[..., K - 1 :]
+    for name, cls in (("igr_i", IGR), ("igr_sb", IGRStickBreaking)):
+        relax = relaxations.get(name, delta=0.7, min_scale=0.01)
+        q = relax(raw, 0.4)
+        assert type(q) is cls and float(q.delta) == pytest.approx(0.7)
+        torch.testing.assert_close(q.loc, loc)
+        torch.testing.assert_close(q.scale, torch.nn.functional.softplus(pre) + 0.01)
+        assert float(q.temperature) == pytest.approx(0.4)
+    planar = relaxations.get("igr_planar", num_categories=K, num_flows=3, delta=0.5)
+    q = planar(raw, 0.4)
+    assert len(planar.flows()) == 3 and float(q.delta) == pytest.approx(0.5)
+    torch.testing.assert_close(q.loc, loc)
+    logits = raw[..., :K]
+    gs = relaxations.get("gumbel_softmax")(logits, 0.4)
+    torch.testing.assert_close(gs.logits, logits.log_softmax(-1))
+    assert (
+        not gs.straight_through
+        and relaxations.get("gumbel_softmax_st")(logits, 0.4).straight_through
+    )
+    rao = relaxations.get("gumbel_rao", num_draws=3)(logits, 0.4)
+    assert rao.num_draws == 3 and relaxations.get("gumbel_rao")(logits, 0.4).num_draws == 10
+    dst = relaxations.get("decoupled_st", forward_temperature=2.0)(logits, 0.4)
+    assert float(dst.forward_temperature) == 2.0 and float(dst.backward_temperature) == 0.4
+    tau = torch.tensor(0.4, dtype=torch.float64)
+    dst = relaxations.get("decoupled_st")(logits, tau)  # a tensor temperature: both tensors
+    assert dst.forward_temperature.dtype == torch.float64 and float(dst.forward_temperature) == 1.0
+    for name, cls in (("straight_through", StraightThrough), ("reinmax", ReinMax),
+                      ("st_gumbel", GumbelStraightThrough)):  # fmt: skip
+        q = relaxations.get(name)(logits, 1.5)
+        assert type(q) is cls
+        torch.testing.assert_close(q.logits, logits.log_softmax(-1))
+
+
+def test_each_prior_exactly() -> None:
+    tau = torch.tensor(0.3, dtype=torch.float64)
+    for name in ("igr_i", "igr_planar", "igr_sb"):
+        relax = relaxations.get(name, num_categories=4, prior_scale=1.7)
+        p = relax.prior(4, tau, batch_shape=(2,))
+        assert p.batch_shape == (2,) and p.loc.dtype == torch.float64
+        mu0 = 0.0 if name == "igr_sb" else float(igr_uniform_prior_loc(4, 1.7))
+        torch.testing.assert_close(p.loc, torch.full((2, 3), mu0, dtype=torch.float64))
+        torch.testing.assert_close(p.scale, torch.full((2, 3), 1.7, dtype=torch.float64))
+    for name in ("gumbel_softmax", "straight_through", "reinmax"):
+        p = relaxations.get(name).prior(4, 0.3, batch_shape=(2,), dtype=torch.float64)
+        assert p.batch_shape == (2,) and p.logits.dtype == torch.float64
+        torch.testing.assert_close(p.probs, torch.full((2, 4), 0.25, dtype=torch.float64))
+        assert relaxations.get(name).prior(3, 0.3).logits.dtype == torch.get_default_dtype()
+    with pytest.raises(ValueError, match=r"^num_categories must be"):
+        relaxations.get("reinmax").prior(1, 0.3)
+
+
+def test_relaxation_messages_and_repr() -> None:
+    cases = [
+        (lambda: relaxations.get("igr_i")(torch.randn(3, 7), 0.5),
+         "igr_i needs 2(K-1) raw outputs (loc and scale), got 7"),
+        (lambda: relaxations.get("igr_i", num_categories=6)(torch.randn(3, 8), 0.5),
+         "raw has 8 outputs, i.e. K = 5, but this igr_i relaxation was built for K = 6 "
+         "(10 outputs)"),
+        (lambda: relaxations.get("gumbel_softmax")(torch.randn(3, 1), 0.5),
+         "gumbel_softmax needs K >= 2 raw outputs (logits), got 1"),
+        (lambda: relaxations.get("reinmax")(torch.randn(3, 1), 0.5),
+         "reinmax needs K >= 2 raw outputs (logits), got 1"),
+        (lambda: relaxations.get("igr_sb")(torch.tensor(1.0), 0.5),
+         "raw must have shape (..., num_params)"),
+        (lambda: relaxations.get("igr_planar"),
+         "igr_planar needs num_categories (the flows act on K-1 coordinates)"),
+    ]  # fmt: skip
+    for call, message in cases:
+        with pytest.raises(ValueError) as info:
+            call()
+        assert str(info.value) == message
+    assert repr(relaxations.get("gumbel_rao", num_categories=3, num_draws=4)) == (
+        "GumbelRaoRelaxation(name='gumbel_rao', num_categories=3, num_draws=4)"
+    )
+    assert repr(relaxations.get("decoupled_st")) == (
+        "DecoupledStraightThroughRelaxation(name='decoupled_st', num_categories=None, "
+        "forward_temperature=1.0)"
+    )

@@ -302,7 +302,7 @@ class IGRPlanarRelaxation(_IGRRelaxationBase):
 
     def __init__(
         self,
-        num_categories: int,
+        num_categories: int | None = None,
         num_flows: int = 1,
         delta: float = 1.0,
         prior_scale: float = 1.0,
