@@ -184,3 +184,39 @@ def test_softmax_pp_log_z_reuses_only_the_last_forward_input() -> None:
     y2 = t(x2)
     t(x1)  # the cache now holds x1
     torch.testing.assert_close(t.log_abs_det_jacobian(x2, y2), exact(x2).sum() - 2 * math.log(0.3))
+
+
+def test_transform_caches_equality_shapes_and_dtypes() -> None:
+    t = SoftmaxPlusPlusTransform(torch.tensor(0.5, dtype=D64), 2.0)
+    assert t.delta.dtype == D64 and float(t.delta) == 2.0  # a float delta follows the temperature
+    assert SoftmaxPlusPlusTransform(0.5).temperature.dtype == torch.get_default_dtype()
+    assert t.with_cache(1) is t and t.with_cache(0) is not t
+    assert t.with_cache(0)._cache_size == 0 and t.with_cache(0) == t
+    assert t == SoftmaxPlusPlusTransform(torch.tensor(0.5, dtype=D64), 2.0, cache_size=0)
+    assert t != SoftmaxPlusPlusTransform(torch.tensor(0.5, dtype=D64), 1.0)
+    assert t != SoftmaxPlusPlusTransform(torch.tensor(0.4, dtype=D64), 2.0)
+    assert t != StickBreakingTransform()
+    s = StickBreakingTransform()
+    assert s.with_cache(1) is s and s.with_cache(0)._cache_size == 0 and s.with_cache(0) == s
+    assert s != t and StickBreakingTransform(cache_size=0)._cache_size == 0
+    # the forward pass keeps log z for its own input only, and only with a cache
+    lam = torch.randn(2, 3, dtype=D64)
+    t0 = t.with_cache(0)
+    t0(lam)
+    assert t0._log_z_cache is None
+    t(lam)
+    assert t.log_z(lam) is t._log_z_cache[1]
+    torch.testing.assert_close(t.log_z(lam.clone()), t(lam).log())
+    for call, message in (
+        (lambda: t.forward_shape(()), "SoftmaxPlusPlusTransform needs inputs of shape (..., K-1)"),
+        (lambda: t.inverse_shape((3, 1)),
+         "SoftmaxPlusPlusTransform needs values of shape (..., K), K >= 2"),
+        (lambda: t.inverse_shape(()),
+         "SoftmaxPlusPlusTransform needs values of shape (..., K), K >= 2"),
+    ):  # fmt: skip
+        with pytest.raises(ValueError) as info:
+            call()
+        assert str(info.value) == message
+    # stick-breaking's inverse of a point on the boundary stays finite
+    y = torch.tensor([0.5, 0.5], dtype=D64)
+    assert bool(s.with_cache(0).inv(y).isfinite().all())
