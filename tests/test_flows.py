@@ -548,3 +548,45 @@ def test_flow_and_lazy_flow_messages_and_order():
     assert isinstance(flow.transforms[0], PlanarTransform)
     assert type(flow.transforms[2]).__name__ == "RadialTransform"
     assert list(LazyFlow(GaussianBase(2), [planar, shift, radial]).transforms) == [planar, radial]
+
+
+def test_radial_against_its_formula():
+    from simplexity.flows import RadialTransform
+
+    center = torch.tensor([0.3, -0.7, 1.1], dtype=DT)
+    a, b = torch.tensor(0.4, dtype=DT), torch.tensor(-0.2, dtype=DT)
+    t = RadialTransform(center, a, b)
+    alpha = math.log1p(math.exp(0.4))
+    beta = -alpha + math.log1p(math.exp(-0.2))
+    assert float(t.alpha) == pytest.approx(alpha) and float(t.beta) == pytest.approx(beta)
+    x = torch.randn(4, 2, 3, dtype=DT, generator=torch.Generator().manual_seed(5))
+    r = (x - center).norm(dim=-1, keepdim=True)
+    y = x + beta / (alpha + r) * (x - center)
+    torch.testing.assert_close(t(x), y)
+    torch.testing.assert_close(t.with_cache(0).inv(y), x)
+    jac = torch.autograd.functional.jacobian(t, x[1, 0])
+    torch.testing.assert_close(t.log_abs_det_jacobian(x[1, 0], y[1, 0]), jac.det().abs().log())
+    assert t.log_abs_det_jacobian(x, y).shape == (4, 2)
+    # the center itself: finite value and gradient
+    c = center.clone().requires_grad_()
+    out = t(c)
+    torch.testing.assert_close(out, center)
+    (grad,) = torch.autograd.grad(out.sum(), c)
+    assert bool(grad.isfinite().all())
+    with pytest.raises(ValueError) as info:
+        RadialTransform(center, a.reshape(1), b)
+    assert str(info.value) == (
+        "center must have shape (D,) and alpha_raw, beta_raw be scalars, got (3,), (1,), ()"
+    )
+    with pytest.raises(TypeError, match=r"^beta_raw must be a floating-point tensor"):
+        RadialTransform(center, a, torch.tensor(1))
+
+
+def test_radial_layer_start():
+    torch.manual_seed(0)
+    layer = Radial(300, init_scale=2.0)
+    assert float(layer.center.detach().std()) == pytest.approx(2.0, rel=0.15)
+    assert layer.alpha_raw.item() == 0.0 and layer.beta_raw.item() == 0.5
+    t = layer()
+    assert t.center is layer.center and t._cache_size == 0
+    assert float(Radial(2).center.detach().abs().max()) > 0  # a random start by default
