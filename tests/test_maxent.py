@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -17,8 +18,10 @@ from simplexity.flows import (
     MixtureBase,
     Planar,
     SimplexTransform,
+    augmented_lagrangian_loss,
     dirichlet_constraints,
     dirichlet_entropy,
+    update_multipliers,
 )
 
 
@@ -110,3 +113,104 @@ def test_bad_configuration():
         dirichlet_constraints(torch.tensor([1.0]))
     with pytest.raises(ValueError, match="alpha"):
         dirichlet_constraints(torch.tensor([1.0, -2.0]))
+
+
+def test_augmented_lagrangian_loss_and_update_by_hand():
+    g = torch.Generator().manual_seed(0)
+    log_p = torch.randn(6, generator=g, dtype=torch.float64)
+    t = torch.randn(6, 2, generator=g, dtype=torch.float64)
+    lam = torch.tensor([0.3, -1.2], dtype=torch.float64)
+    expected = (
+        log_p.mean() + (lam * t.mean(0)).sum() + 0.5 * 1.7 * (t[:3].mean(0) * t[3:].mean(0)).sum()
+    )
+    torch.testing.assert_close(augmented_lagrangian_loss(log_p, t, lam, 1.7), expected)
+    for bad_t, message in (
+        (t[:, 0], "t must have shape (B, m) with B = 6 samples, got (6,)"),
+        (t[:4], "t must have shape (B, m) with B = 6 samples, got (4, 2)"),
+    ):
+        with pytest.raises(ValueError) as info:
+            augmented_lagrangian_loss(log_p, bad_t, lam, 1.0)
+        assert str(info.value) == message
+    with pytest.raises(ValueError) as info:
+        augmented_lagrangian_loss(log_p[:5], t[:5], lam, 1.0)
+    assert str(info.value) == "the batch must be even (it is split in halves), got 5"
+    # c grows by beta unless the residual norm fell to gamma times the last one (or below)
+    residual = torch.tensor([0.3, 0.4], dtype=torch.float64)  # norm 0.5
+    new_lam, c = update_multipliers(lam, 2.0, residual, 2.0)  # 0.5 <= 0.25 * 2: kept
+    torch.testing.assert_close(new_lam, lam + 2.0 * residual)
+    assert c == 2.0
+    assert update_multipliers(lam, 2.0, residual, 1.9)[1] == 8.0  # 0.5 > 0.475: x 4
+    assert update_multipliers(lam, 2.0, residual, 1.0, gamma=0.6, beta=3.0)[1] == 2.0
+    assert update_multipliers(lam, 2.0, residual, 1.0, gamma=0.4, beta=3.0)[1] == 6.0
+
+
+def test_trainer_settings_state_and_learning_rate_decay():
+    defaults = AugmentedLagrangian()
+    assert (defaults.outer, defaults.inner, defaults.batch, defaults.lr, defaults.c0) == (
+        10,
+        3000,
+        300,
+        1e-3,
+        0.05,
+    )
+    assert (defaults.gamma, defaults.beta, defaults.eval_samples, defaults.lr_decay) == (
+        0.25,
+        4.0,
+        10000,
+        1.0,
+    )
+    assert defaults.estimator_kwargs is None
+    AugmentedLagrangian(batch=2, lr_decay=1.0, outer=1, inner=1, eval_samples=1)  # the bounds
+    for kwargs, message in (
+        ({"batch": 11}, "batch must be even (it is split in halves), got 11"),
+        ({"gamma": 1.0}, "gamma must be in (0, 1), got 1.0"),
+        ({"gamma": 0.0}, "gamma must be in (0, 1), got 0.0"),
+        ({"lr_decay": 1.5}, "lr_decay must be in (0, 1], got 1.5"),
+    ):
+        with pytest.raises(ValueError) as info:
+            AugmentedLagrangian(**kwargs)
+        assert str(info.value) == message
+    for name in ("outer", "inner", "batch", "eval_samples", "lr", "c0", "beta"):
+        with pytest.raises(ValueError, match=rf"^{name} must be"):
+            AugmentedLagrangian(**{name: 0})
+    torch.manual_seed(0)
+    model = LazyFlow(GaussianBase(1), [Affine(1)])
+
+    def constraint(z):
+        return z - 1.0
+
+    config = AugmentedLagrangian(outer=2, inner=1, batch=4, lr=0.1, lr_decay=0.5, eval_samples=8)
+    trainer = MaxEntTrainer(model, constraint, config)
+    assert trainer.c == config.c0 and trainer.lam is None and trainer.last_norm == math.inf
+    assert trainer.optimizer.param_groups[0]["lr"] == 0.1
+    trainer.loss()
+    assert trainer.lam.tolist() == [0.0]
+    history = trainer.fit()
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.025)
+    assert trainer.last_norm == history[-1]["residual_norm"]
+    state = trainer.state_dict()
+    other = MaxEntTrainer(model, constraint, config)
+    other.load_state_dict(state)
+    assert torch.equal(other.lam, trainer.lam) and other.c == trainer.c
+    assert other.last_norm == trainer.last_norm
+    assert trainer.state() == {"config": asdict(config), "lambda": trainer.lam.tolist(),
+                               "c": trainer.c}  # fmt: skip
+    with pytest.raises(ValueError) as info:
+        MaxEntTrainer(model, lambda z: z.sum(-1), config).evaluate()
+    assert str(info.value) == "constraint must return shape (N, m), got (8,)"
+
+
+def test_dirichlet_constraints_exactly():
+    alpha = torch.tensor([0.5, 2.0, 3.5], dtype=torch.float64)
+    z = torch.tensor([[0.2, 0.3, 0.5], [0.6, 0.1, 0.3]], dtype=torch.float32)
+    target = torch.special.digamma(alpha) - torch.special.digamma(alpha.sum())
+    out = dirichlet_constraints(alpha)(z)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, z.log() - target.float())
+    with pytest.raises(ValueError) as info:
+        dirichlet_constraints(torch.ones(2, 2))
+    assert str(info.value) == "alpha must be a vector of length >= 2, got (2, 2)"
+    with pytest.raises(ValueError, match=r"^alpha must be"):
+        dirichlet_constraints(torch.tensor([1.0, -1.0]))
+    with pytest.raises(TypeError, match=r"^alpha must be a floating-point tensor"):
+        dirichlet_constraints(torch.tensor([1, 2]))
