@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 from scipy import stats
 
-from simplexity.flows import RAD, AffineCoupling, GaussianBase, LazyFlow, RADLayer
+from simplexity.flows import (
+    RAD,
+    AffineCoupling,
+    GaussianBase,
+    LazyFlow,
+    RADDistribution,
+    RADLayer,
+)
 
 DT = torch.float64
 
@@ -134,3 +143,50 @@ def test_rad_distribution_validates_and_expands():
     assert y.shape == (3, 4, 1)
     torch.testing.assert_close(e.log_prob(y), model().log_prob(y))
     assert isinstance(model(torch.randn(2)), RADDistribution)  # zuko's context argument
+
+
+def test_layer_start_geometry():
+    """Boundaries evenly over [-spread, spread], unit slopes of alternating sign (the last one
+    positive), h(b_1) = b_1; in 2-D the same whatever the other coordinate (zero last layer)."""
+    for k, signs in ((5, [1.0, -1.0, 1.0, -1.0, 1.0]), (4, [1.0, -1.0, 1.0, 1.0])):
+        layer = RADLayer(1, k, spread=2.0)
+        assert layer.signs.tolist() == signs
+        geo = layer._geometry(torch.zeros(3, 1))
+        torch.testing.assert_close(geo["b"][0], torch.linspace(-2.0, 2.0, k - 1))
+        torch.testing.assert_close(geo["slope"][0], torch.tensor(signs))
+        torch.testing.assert_close(geo["anchor_h"][0, 0], torch.tensor(-2.0))
+        two = RADLayer(2, k, dim=1, spread=2.0)
+        for other in (-3.0, 0.0, 5.0):
+            geo2 = two._geometry(torch.tensor([[other, 0.0]]))
+            torch.testing.assert_close(geo2["b"][0], torch.linspace(-2.0, 2.0, k - 1))
+    # two pieces: one boundary at 0, slopes + and + (the last is forced positive)
+    layer = RADLayer(1, 2)
+    geo = layer._geometry(torch.zeros(1, 1))
+    assert geo["b"].tolist() == [[0.0]] and layer.signs.tolist() == [1.0, 1.0]
+    # h: b = (-1, 1), slopes (1, -1, 1), h(-1) = -1, h(1) = -3; the gate starts uniform over
+    # the pieces whose image holds z: all three at z = -2, only the last at z = 1
+    layer = RADLayer(1, 3, spread=1.0)
+    z, out = layer.transform(torch.tensor([[-2.0], [0.0], [5.0]]))
+    torch.testing.assert_close(z, torch.tensor([[-2.0], [-2.0], [1.0]]))
+    torch.testing.assert_close(out, torch.tensor([-math.log(3.0), -math.log(3.0), 0.0]))
+
+
+def test_rad_messages():
+    base = GaussianBase(2)()
+    cases = [
+        (lambda: RADDistribution("normal", []), TypeError,
+         "base must be a torch Distribution, got str"),
+        (lambda: RADDistribution(base, [RADLayer(2, 3), 1]), TypeError,
+         "layers[1] must be a RADLayer, got int"),
+        (lambda: RADDistribution(base, [RADLayer(1, 3)]), ValueError,
+         "layers[0] has 1 features but the base has event shape (2,)"),
+        (lambda: RAD(base, []), TypeError,
+         "base must be a module whose forward() returns a distribution, got Independent"),
+        (lambda: RAD(GaussianBase(2), [None]), TypeError, "layers[0] must be a RADLayer, got NoneType"),
+        (lambda: RADLayer(1, 3).transform(torch.zeros(4, 2)), ValueError,
+         "expected a last dimension of 1, got 2"),
+    ]  # fmt: skip
+    for make, error, message in cases:
+        with pytest.raises(error) as info:
+            make()
+        assert str(info.value) == message
