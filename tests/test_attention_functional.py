@@ -374,36 +374,67 @@ def test_gradcheck_ev_softmax_training_form_and_module(eps):
 
 def test_bad_input_raises_errors_naming_the_argument():
     q, k, v = torch.randn(2, 3, 4), torch.randn(2, 5, 4), torch.randn(2, 5, 6)
-    with pytest.raises(ValueError, match="query and key must have the same last dimension"):
+    with pytest.raises(
+        ValueError,
+        match=r"^query and key must have the same last dimension E: query \(\.\.\., L, E\) is \(2, 3, 4\), key \(\.\.\., S, E\) is \(2, 5, 3\)$",
+    ):
         attention(q, torch.randn(2, 5, 3), v)
-    with pytest.raises(ValueError, match=r"value .* as many rows"):
+    with pytest.raises(ValueError, match=r"^value \(\.\.\., S, Ev\) must have as many rows as key"):
         attention(q, k, torch.randn(2, 4, 6))
-    with pytest.raises(ValueError, match="batch dimensions"):
+    with pytest.raises(
+        ValueError,
+        match=r"^the batch dimensions \(all but the last two\) of query, key and value must broadcast, got \(2,\), \(3,\), \(3,\)$",
+    ):
         attention(q, torch.randn(3, 5, 4), torch.randn(3, 5, 6))
-    with pytest.raises(ValueError, match=r"query must have shape \(\.\.\., L, E\)"):
+    with pytest.raises(ValueError, match=r"^query must have shape \(\.\.\., L, E\), got \(4,\)$"):
         attention(torch.randn(4), k, v)
-    with pytest.raises(TypeError, match=r"query must be a floating-point"):
+    with pytest.raises(TypeError, match=r"^query must be a floating-point"):
         attention(q.long(), k, v)
-    with pytest.raises(TypeError, match="share a dtype"):
+    with pytest.raises(
+        TypeError,
+        match=r"^query, key and value must share a dtype, got torch.float32 and key torch.float64$",
+    ):
         attention(q, k.double(), v)
-    with pytest.raises(TypeError, match=r"attn_mask must be a boolean tensor .* or a float tensor"):
+    with pytest.raises(
+        TypeError,
+        match=r"^attn_mask must be a boolean tensor .* or a float tensor .*, got dtype torch.int64$",
+    ):
         attention(q, k, v, torch.zeros(3, 5, dtype=torch.long))
-    with pytest.raises(TypeError, match=r"attn_mask must be a torch\.Tensor"):
+    with pytest.raises(TypeError, match=r"^attn_mask must be a torch\.Tensor"):
         attention(q, k, v, [[True] * 5] * 3)
-    with pytest.raises(ValueError, match=r"attn_mask of shape \(3, 4\) does not broadcast"):
+    with pytest.raises(
+        ValueError,
+        match=r"^attn_mask of shape \(3, 4\) does not broadcast to the scores' shape \(\.\.\., L, S\) = \(2, 3, 5\)$",
+    ):
         attention(q, k, v, torch.ones(3, 4, dtype=torch.bool))
-    with pytest.raises(ValueError, match="attn_mask of shape"):
+    with pytest.raises(ValueError, match=r"^attn_mask of shape \(4, 3, 5\) does not broadcast"):
         attention(q, k, v, torch.zeros(4, 3, 5))
-    with pytest.raises(ValueError, match="dropout_p"):
+    with pytest.raises(ValueError, match=r"^dropout_p must be a probability in \[0, 1\), got 1.5$"):
         attention(q, k, v, dropout_p=1.5)
-    with pytest.raises(TypeError, match="is_causal"):
+    with pytest.raises(TypeError, match=r"^is_causal must be a bool, got int$"):
         attention(q, k, v, is_causal=1)
-    with pytest.raises(TypeError, match="scale"):
+    with pytest.raises(TypeError, match=r"^scale must be a finite real number or None, got nan$"):
         attention(q, k, v, scale=float("nan"))
-    with pytest.raises(TypeError, match="training"):
+    with pytest.raises(TypeError, match=r"^training must be a bool or None, got str$"):
         attention(q, k, v, training="yes")
-    with pytest.raises(ValueError, match="feature_mean is only used"):
+    with pytest.raises(
+        ValueError,
+        match=r"^feature_mean is only used by a post-hoc evidential normalizer \(normalizer='posthoc_evidential'\)$",
+    ):
         attention_weights(q, k, normalizer="softmax", feature_mean=torch.zeros(4))
+    with pytest.raises(TypeError, match=r"^dropout_p must be a real number, got str$"):
+        attention(q, k, v, dropout_p="0.1")
+    with pytest.raises(ValueError, match=r"^key is on meta but query is on cpu$"):
+        attention(q, k.to("meta"), v)
+    with pytest.raises(ValueError, match=r"^attn_mask is on meta but query is on cpu$"):
+        attention(q, k, v, torch.ones(3, 5, dtype=torch.bool, device="meta"))
+    with pytest.raises(TypeError, match=r"^enable_gqa must be a bool, got int$"):
+        attention(q, k, v, enable_gqa=1)
+    q4, k4, v4 = torch.randn(1, 4, 3, 4), torch.randn(1, 3, 5, 4), torch.randn(1, 3, 5, 6)
+    with pytest.raises(ValueError, match=r"^with enable_gqa the query heads \(dim -3\) must be a "
+                       r"multiple of the key/value heads, got query \(1, 4, 3, 4\), key "
+                       r"\(1, 3, 5, 4\), value \(1, 3, 5, 6\)$"):  # fmt: skip
+        attention(q4, k4, v4, enable_gqa=True)
 
 
 # ----------------------------------------------------------------------------- post-hoc evidential
