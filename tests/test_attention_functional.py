@@ -244,15 +244,15 @@ def test_padding_mask_has_torch_polarity():
         [False, True, True, True],
         [False, False, False, True],
     ]
-    with pytest.raises(ValueError, match="max_len"):
+    with pytest.raises(ValueError, match=r"^max_len"):
         padding_mask(torch.tensor([3]), 2)
-    with pytest.raises(TypeError, match="lengths"):
+    with pytest.raises(TypeError, match=r"^lengths"):
         padding_mask(torch.tensor([1.0]), 2)
-    with pytest.raises(ValueError, match="lengths"):
+    with pytest.raises(ValueError, match=r"^lengths"):
         padding_mask(torch.tensor([-1]), 2)
-    with pytest.raises(ValueError, match="query_len"):
+    with pytest.raises(ValueError, match=r"^query_len"):
         causal_mask(-1)
-    with pytest.raises(TypeError, match="dtype"):
+    with pytest.raises(TypeError, match=r"^dtype"):
         causal_mask(2, dtype=torch.long)
 
 
@@ -295,13 +295,13 @@ def test_resolve_normalizer_rejects_what_it_cannot_honour():
         resolve_normalizer(EvSoftmax(dim=0))
     with pytest.raises(ValueError, match="dim=-1"):
         resolve_normalizer(torch.nn.Softmax(dim=1))
-    with pytest.raises(ValueError, match="normalizer_options"):
+    with pytest.raises(ValueError, match=r"^normalizer_options"):
         resolve_normalizer(EvSoftmax(), {"eps": 0.1})
-    with pytest.raises(TypeError, match="normalizer must be"):
+    with pytest.raises(TypeError, match=r"^normalizer must be"):
         resolve_normalizer(torch.softmax)
     with pytest.raises(ValueError, match="post-hoc evidential filter reads the queries"):
         resolve_normalizer(normalizers.get("posthoc_evidential").module())
-    with pytest.raises(ValueError, match="unknown normalizer"):
+    with pytest.raises(ValueError, match=r"^unknown normalizer"):
         resolve_normalizer("softermax")
 
 

@@ -113,5 +113,5 @@ def test_no_queries_or_no_keys():
     assert blocked_attention(q[..., :0, :], k, v, normalize=norm).shape == (2, 3, 0, 5)
     no_keys = blocked_attention(q, k[..., :0, :], v[..., :0, :], normalize=norm, is_causal=True)
     assert no_keys.shape == (2, 3, 9, 5) and (no_keys == 0).all()
-    with pytest.raises(ValueError, match="block_size"):
+    with pytest.raises(ValueError, match=r"^block_size"):
         blocked_attention(q, k, v, normalize=norm, block_size=0)

@@ -239,9 +239,9 @@ def test_key_mean_replaces_the_mean_of_the_keys():
         rtol=0,
         atol=1e-12,
     )
-    with pytest.raises(ValueError, match="key_mean"):
+    with pytest.raises(ValueError, match=r"^key_mean"):
         ev_softmax_attention(q, k, v, key_mean=mean, is_causal=True)
-    with pytest.raises(ValueError, match="key_mean"):
+    with pytest.raises(ValueError, match=r"^key_mean"):
         ev_softmax_attention(q, k, v, key_mean=mean[..., :2])
 
 
@@ -319,9 +319,9 @@ def test_bad_tensors_are_named():
         ev_softmax_attention(q, k.float(), v)
     with pytest.raises(ValueError, match="share E"):
         ev_softmax_attention(q, k[..., :2], v)
-    with pytest.raises(ValueError, match="value"):
+    with pytest.raises(ValueError, match=r"^value"):
         ev_softmax_attention(q, k, v[..., :3, :])
-    with pytest.raises(TypeError, match="query"):
+    with pytest.raises(TypeError, match=r"^query"):
         ev_softmax_attention(q.long(), k, v)
 
 

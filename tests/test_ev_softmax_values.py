@@ -404,13 +404,13 @@ def test_loss_tensor_checks():
         ValueError, match=r"target class indices must be in \[0, 4\) or equal ignore_index=-100"
     ):
         ev_softmax_loss(x, torch.tensor([0, 4, 1]))
-    with pytest.raises(ValueError, match=r"target class indices must be in \[0, 4\)"):
+    with pytest.raises(ValueError, match=r"^target class indices must be in \[0, 4\)"):
         ev_softmax_loss(x, torch.tensor([0, -1, 1]))
     with pytest.raises(
         TypeError, match=r"input must be a floating-point tensor .* got dtype torch.int64"
     ):
         ev_softmax_loss(x.long(), torch.tensor([0, 1, 2]))
-    with pytest.raises(TypeError, match=r"target must be a torch.Tensor, got list"):
+    with pytest.raises(TypeError, match=r"^target must be a torch.Tensor, got list"):
         ev_softmax_loss(x, [0, 1, 2])  # type: ignore[arg-type]
     # ignored entries may hold any index; the last class is a valid one
     torch.testing.assert_close(
@@ -429,15 +429,15 @@ def test_function_argument_checks():
         log_ev_softmax(torch.tensor(1.0))
     with pytest.raises(TypeError, match=r"^x must be a floating-point tensor"):
         log_ev_softmax(x.long())
-    with pytest.raises(ValueError, match=r"eps must be a finite number >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"^eps must be a finite number >= 0, got -1"):
         log_ev_softmax(x, eps=-1)
-    with pytest.raises(ValueError, match=r"eps must be a finite number >= 0, got -0.1"):
+    with pytest.raises(ValueError, match=r"^eps must be a finite number >= 0, got -0.1"):
         EvSoftmax(eps=-0.1)
     with pytest.raises(
         IndexError, match=r"dim=-3 is out of range for a tensor with 2 dimension\(s\)"
     ):
         log_ev_softmax(x, dim=-3)
-    with pytest.raises(ValueError, match=r"mask of shape \(3, 5\) does not broadcast"):
+    with pytest.raises(ValueError, match=r"^mask of shape \(3, 5\) does not broadcast"):
         log_ev_softmax(x, mask=torch.ones(3, 5, dtype=torch.bool))
     # a broadcastable mask (one per column) is accepted
     mask = torch.tensor([True, True, False, True])

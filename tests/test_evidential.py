@@ -102,9 +102,9 @@ def test_vacuous_evidence_keeps_everything_and_bad_shapes_raise():
     weight = torch.zeros(4, 2)
     p = posthoc_evidential(torch.zeros(1, 2), weight, torch.zeros(4))
     torch.testing.assert_close(p, torch.full((1, 4), 0.25))
-    with pytest.raises(ValueError, match="features"):
+    with pytest.raises(ValueError, match=r"^features"):
         posthoc_evidential(torch.zeros(1, 3), weight)
-    with pytest.raises(ValueError, match="bias"):
+    with pytest.raises(ValueError, match=r"^bias"):
         posthoc_evidential(torch.zeros(1, 2), weight, torch.zeros(3))
-    with pytest.raises(ValueError, match="weight"):
+    with pytest.raises(ValueError, match=r"^weight"):
         posthoc_evidential(torch.zeros(1, 2), torch.zeros(2))

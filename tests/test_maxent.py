@@ -99,19 +99,19 @@ def test_simplex_flow_runs_with_any_base(base):
 
 
 def test_bad_configuration():
-    with pytest.raises(ValueError, match="batch"):
+    with pytest.raises(ValueError, match=r"^batch"):
         AugmentedLagrangian(batch=11)
-    with pytest.raises(ValueError, match="gamma"):
+    with pytest.raises(ValueError, match=r"^gamma"):
         AugmentedLagrangian(gamma=1.5)
-    with pytest.raises(ValueError, match="lr_decay"):
+    with pytest.raises(ValueError, match=r"^lr_decay"):
         AugmentedLagrangian(lr_decay=0.0)
-    with pytest.raises(ValueError, match="c0"):
+    with pytest.raises(ValueError, match=r"^c0"):
         AugmentedLagrangian(c0=0.0)
-    with pytest.raises(ValueError, match="outer"):
+    with pytest.raises(ValueError, match=r"^outer"):
         AugmentedLagrangian(outer=0)
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(ValueError, match=r"^alpha"):
         dirichlet_constraints(torch.tensor([1.0]))
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(ValueError, match=r"^alpha"):
         dirichlet_constraints(torch.tensor([1.0, -2.0]))
 
 

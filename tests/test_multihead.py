@@ -213,7 +213,7 @@ def test_nested_self_attention_equals_each_sequence_alone(layout):
     assert out.is_nested and out.layout == layout
     for got, seq in zip(out.unbind(), seqs, strict=True):
         torch.testing.assert_close(got, mha(seq, seq, seq)[0])
-    with pytest.raises(TypeError, match="nested tensor is accepted only"):
+    with pytest.raises(TypeError, match=r"^a nested tensor is accepted only"):
         mha(x, torch.randn(2, 5, 8, dtype=DT), x)
 
 
@@ -356,25 +356,27 @@ def test_module_survives_torch_save_and_load(name):
 
 
 def test_bad_arguments_raise_errors_naming_them():
-    with pytest.raises(ValueError, match="embed_dim must be divisible by num_heads"):
+    with pytest.raises(ValueError, match=r"^embed_dim must be divisible by num_heads"):
         MultiheadAttention(10, 3)
-    with pytest.raises(ValueError, match="num_heads must be an int >= 1"):
+    with pytest.raises(ValueError, match=r"^num_heads must be an int >= 1"):
         MultiheadAttention(8, 0)
-    with pytest.raises(TypeError, match="kdim must be an int"):
+    with pytest.raises(TypeError, match=r"^kdim must be an int"):
         MultiheadAttention(8, 2, kdim=3.0)
-    with pytest.raises(ValueError, match="dropout"):
+    with pytest.raises(ValueError, match=r"^dropout"):
         MultiheadAttention(8, 2, dropout=1.0)
-    with pytest.raises(TypeError, match="batch_first must be a bool"):
+    with pytest.raises(TypeError, match=r"^batch_first must be a bool"):
         MultiheadAttention(8, 2, batch_first=1)
-    with pytest.raises(ValueError, match="unknown normalizer"):
+    with pytest.raises(ValueError, match=r"^unknown normalizer"):
         MultiheadAttention(8, 2, normalizer="nope")
-    with pytest.raises(TypeError, match="bad options"):
+    with pytest.raises(TypeError, match=r"^bad options"):
         MultiheadAttention(8, 2, normalizer="softmax", normalizer_options={"eps": 0.1})
-    with pytest.raises(ValueError, match="normalizer_options"):
+    with pytest.raises(ValueError, match=r"^normalizer_options"):
         MultiheadAttention(8, 2, normalizer=EvSoftmax(), normalizer_options={"eps": 0.1})
-    with pytest.raises(ValueError, match="momentum"):
+    with pytest.raises(ValueError, match=r"^momentum"):
         MultiheadAttention(8, 2, normalizer="posthoc_evidential", momentum=0.0)
-    with pytest.raises(ValueError, match="add_bias_kv or add_zero_attn"):
+    with pytest.raises(
+        ValueError, match=r"^a cache cannot be used with add_bias_kv or add_zero_attn$"
+    ):
         x = torch.randn(1, 2, 8)
         MultiheadAttention(8, 2, add_zero_attn=True)(x, x, x, cache=KeyValueCache())
 
@@ -382,27 +384,27 @@ def test_bad_arguments_raise_errors_naming_them():
 def test_bad_masks_raise_errors_naming_them():
     mha = MultiheadAttention(8, 2, batch_first=True)
     x = torch.randn(2, 3, 8)
-    with pytest.raises(ValueError, match=r"query must have shape \(N, L, E\)"):
+    with pytest.raises(ValueError, match=r"^query must have shape \(N, L, E\)"):
         mha(torch.randn(2, 3, 7), x, x)
-    with pytest.raises(ValueError, match=r"key must have shape \(N, S, kdim\)"):
+    with pytest.raises(ValueError, match=r"^key must have shape \(N, S, kdim\)"):
         mha(x, torch.randn(2, 3, 5), x)
-    with pytest.raises(ValueError, match="key and value must have the query's batch size"):
+    with pytest.raises(ValueError, match=r"^key and value must have the query's batch size"):
         mha(x, x, torch.randn(2, 4, 8))
-    with pytest.raises(TypeError, match=r"key_padding_mask must be boolean .* or float"):
+    with pytest.raises(TypeError, match=r"^key_padding_mask must be boolean .* or float"):
         mha(x, x, x, key_padding_mask=torch.ones(2, 3, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"key_padding_mask must have shape \(N, S\) = \(2, 3\)"):
+    with pytest.raises(ValueError, match=r"^key_padding_mask must have shape \(N, S\) = \(2, 3\)"):
         mha(x, x, x, key_padding_mask=torch.ones(3, 2, dtype=torch.bool))
-    with pytest.raises(TypeError, match=r"key_padding_mask must be a torch\.Tensor"):
+    with pytest.raises(TypeError, match=r"^key_padding_mask must be a torch\.Tensor"):
         mha(x, x, x, key_padding_mask=[[True] * 3] * 2)
-    with pytest.raises(TypeError, match="attn_mask must be boolean"):
+    with pytest.raises(TypeError, match=r"^attn_mask must be boolean"):
         mha(x, x, x, attn_mask=torch.zeros(3, 3, dtype=torch.int32))
     with pytest.raises(
-        ValueError, match=r"attn_mask must have shape \(L, S\), \(N\*num_heads, L, S\)"
+        ValueError, match=r"^attn_mask must have shape \(L, S\), \(N\*num_heads, L, S\)"
     ):
         mha(x, x, x, attn_mask=torch.ones(3, 4, dtype=torch.bool))
-    with pytest.raises(ValueError, match="attn_mask must have shape"):
+    with pytest.raises(ValueError, match=r"^attn_mask must have shape"):
         mha(x, x, x, attn_mask=torch.ones(2, 3, 3, dtype=torch.bool))  # (N, L, S) is not torch's
-    with pytest.raises(TypeError, match="is_causal must be a bool"):
+    with pytest.raises(TypeError, match=r"^is_causal must be a bool"):
         mha(x, x, x, is_causal=None)
-    with pytest.raises(ValueError, match="key and value are required"):
+    with pytest.raises(ValueError, match=r"^key and value are required"):
         mha(x, None, None)

@@ -100,7 +100,7 @@ def test_softmax_loss_defaults_and_ignore_index():
     torch.testing.assert_close(
         baselines.softmax_loss(X, ignored, ignore_index=-1), each[[0, 2]].mean()
     )
-    with pytest.raises(ValueError, match=r"label_smoothing must be a number in \[0, 1\], got 2"):
+    with pytest.raises(ValueError, match=r"^label_smoothing must be a number in \[0, 1\], got 2"):
         baselines.softmax_loss(X, Y, label_smoothing=2)
 
 
@@ -188,15 +188,15 @@ def test_posthoc_filter_on_a_batch_of_sequences():
 
 def test_evidential_argument_checks():
     phi, weight, bias, _ = evidential_fixture()
-    with pytest.raises(ValueError, match=r"feature_mean must have shape \(2,\), got \(3,\)"):
+    with pytest.raises(ValueError, match=r"^feature_mean must have shape \(2,\), got \(3,\)"):
         posthoc_evidential(phi, weight, bias, torch.zeros(3, dtype=torch.float64))
-    with pytest.raises(ValueError, match=r"bias must have shape \(3,\), got \(2,\)"):
+    with pytest.raises(ValueError, match=r"^bias must have shape \(3,\), got \(2,\)"):
         evidence_weights(phi, weight, bias[:2])
-    with pytest.raises(ValueError, match=r"features must have shape \(\.\.\., J\) with J = 2"):
+    with pytest.raises(ValueError, match=r"^features must have shape \(\.\.\., J\) with J = 2"):
         evidence_weights(torch.tensor(1.0, dtype=torch.float64), weight)
-    with pytest.raises(ValueError, match=r"weight must have shape \(K, J\) like nn.Linear.weight"):
+    with pytest.raises(ValueError, match=r"^weight must have shape \(K, J\) like nn.Linear.weight"):
         evidence_weights(phi, weight[None])
-    with pytest.raises(TypeError, match="feature_mean must be a floating-point tensor"):
+    with pytest.raises(TypeError, match=r"^feature_mean must be a floating-point tensor"):
         evidence_weights(phi, weight, bias, torch.zeros(2, dtype=torch.long))
 
 
@@ -247,9 +247,9 @@ def test_evidential_names_the_bad_argument():
         for fn in (evidence_weights, evidential_support, singleton_log_masses, posthoc_evidential):
             with pytest.raises(TypeError, match=message):
                 fn(*args)
-    with pytest.raises(ValueError, match=r"feature_mean must have shape \(2,\), got \(3,\)"):
+    with pytest.raises(ValueError, match=r"^feature_mean must have shape \(2,\), got \(3,\)"):
         evidence_weights(phi, weight, bias, torch.zeros(3, dtype=torch.float64))
-    with pytest.raises(ValueError, match=r"bias must have shape \(3,\), got \(2,\)"):
+    with pytest.raises(ValueError, match=r"^bias must have shape \(3,\), got \(2,\)"):
         posthoc_evidential(phi, weight, bias[:2])
 
 

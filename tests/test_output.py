@@ -193,18 +193,18 @@ def test_gradcheck_ev_softmax_loss_through_layer():
 
 
 def test_bad_input_raises_clear_errors():
-    with pytest.raises(ValueError, match="unknown normalizer"):
+    with pytest.raises(ValueError, match=r"^unknown normalizer"):
         output_layer("softermax", 3, 4)
-    with pytest.raises(TypeError, match="normalizer must be"):
+    with pytest.raises(TypeError, match=r"^normalizer must be"):
         NormalizedOutput(3, 4, normalizer=3)
-    with pytest.raises(ValueError, match="in_features"):
+    with pytest.raises(ValueError, match=r"^in_features"):
         NormalizedOutput(0, 4)
-    with pytest.raises(TypeError, match="num_classes"):
+    with pytest.raises(TypeError, match=r"^num_classes"):
         NormalizedOutput(3, 4.0)
-    with pytest.raises(ValueError, match="momentum"):
+    with pytest.raises(ValueError, match=r"^momentum"):
         NormalizedOutput(3, 4, momentum=0.0)
     layer = NormalizedOutput(3, 4)
-    with pytest.raises(ValueError, match=r"h must have shape \(\.\.\., F\) with F = 3"):
+    with pytest.raises(ValueError, match=r"^h must have shape \(\.\.\., F\) with F = 3"):
         layer(torch.randn(2, 5))
     with pytest.raises(TypeError, match="floating"):
         layer(torch.ones(2, 3, dtype=torch.long))
@@ -215,9 +215,9 @@ def test_bad_input_raises_clear_errors():
         layer.loss(h, torch.tensor([0.0, 1.0]))
     with pytest.raises(ValueError, match=r"in \[0, 4\)"):
         layer.loss(h, torch.tensor([0, 4]))
-    with pytest.raises(ValueError, match="reduction"):
+    with pytest.raises(ValueError, match=r"^reduction"):
         layer.loss(h, torch.tensor([0, 1]), reduction="avg")
-    with pytest.raises(ValueError, match="label_smoothing"):
+    with pytest.raises(ValueError, match=r"^label_smoothing"):
         layer.loss(h, torch.tensor([0, 1]), label_smoothing=1.5)
     # a rejected loss call leaves the running feature mean untouched
     layer.train()
@@ -226,7 +226,7 @@ def test_bad_input_raises_clear_errors():
         layer.loss(h, torch.tensor([0, 4]))
     assert torch.equal(layer.feature_mean, before[0])
     assert int(layer.num_batches_tracked) == before[1]
-    with pytest.raises(TypeError, match="mask must be a boolean"):
+    with pytest.raises(TypeError, match=r"^mask must be a boolean"):
         layer.probs(h, torch.ones(4))
 
 

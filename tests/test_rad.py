@@ -114,11 +114,11 @@ def test_gradients_reach_every_parameter():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="features"):
+    with pytest.raises(ValueError, match=r"^features"):
         RADLayer(3, 3)
-    with pytest.raises(ValueError, match="num_pieces"):
+    with pytest.raises(ValueError, match=r"^num_pieces"):
         RADLayer(1, 1)
-    with pytest.raises(ValueError, match="dim"):
+    with pytest.raises(ValueError, match=r"^dim"):
         RADLayer(1, 3, dim=1)
     with pytest.raises(ValueError, match="features"):
         RAD(GaussianBase(2), [RADLayer(1, 3)])()
@@ -135,7 +135,7 @@ def test_rad_distribution_validates_and_expands():
     d = RADDistribution(base, layers, validate_args=True)
     with pytest.raises(ValueError, match="value"):
         d.log_prob(torch.tensor([float("nan")], dtype=DT))
-    with pytest.raises(ValueError, match="value"):
+    with pytest.raises(ValueError, match=r"^value"):
         d.log_prob(torch.zeros(4, 2, dtype=DT))
     e = RADDistribution(base, layers).expand((4,))
     assert type(e) is RADDistribution and e.batch_shape == (4,)

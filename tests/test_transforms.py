@@ -154,17 +154,17 @@ def test_planar_inverse_gradients_are_exact() -> None:
 
 
 def test_planar_bad_shapes() -> None:
-    with pytest.raises(ValueError, match="u and w"):
+    with pytest.raises(ValueError, match=r"^u and w"):
         PlanarTransform(torch.zeros(3), torch.zeros(2), torch.tensor(0.0))
-    with pytest.raises(TypeError, match="u"):
+    with pytest.raises(TypeError, match=r"^u"):
         PlanarTransform(torch.zeros(3, dtype=torch.long), torch.zeros(3), torch.tensor(0.0))
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("inf")])
 def test_softmax_pp_bad_hyperparameters(bad: float) -> None:
-    with pytest.raises(ValueError, match="temperature"):
+    with pytest.raises(ValueError, match=r"^temperature"):
         SoftmaxPlusPlusTransform(bad)
-    with pytest.raises(ValueError, match="delta"):
+    with pytest.raises(ValueError, match=r"^delta"):
         SoftmaxPlusPlusTransform(1.0, bad)
 
 
