@@ -560,9 +560,16 @@ def test_a_failed_compilation_warns_once_and_is_not_retried(monkeypatch):
     x = torch.tensor(ROWS)
     with pytest.warns(
         RuntimeWarning, match=r"unavailable \(RuntimeError: no compiler\); using the eager"
-    ):
+    ) as record:
         torch.testing.assert_close(ev_softmax(x), expected(ROWS, dtype=torch.float32))
     assert state["failed"] is True
+    assert record[0].filename == __file__  # the warning names the caller of ev_softmax
+    state["failed"] = False  # and of a module, through torch's own frames
+    with pytest.warns(RuntimeWarning, match=r"^simplexity: the compiled") as record:
+        EvSoftmax()(x)
+    assert record[0].filename == __file__
+    state["failed"] = True
+    attempts.pop()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         torch.testing.assert_close(ev_softmax(x, eps=0.5), expected(ROWS, 0.5, torch.float32))

@@ -23,6 +23,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from simplexity._warnings import user_stacklevel
+
 __all__ = ["MAX_STATIC", "MIN_NUMEL", "fused_ev_softmax"]
 
 MIN_NUMEL = 1 << 20
@@ -96,7 +98,7 @@ def fused_ev_softmax(x: Tensor, eps: float, *, min_numel: int | None = None) -> 
             f"simplexity: the compiled ev-softmax kernel is unavailable ({type(error).__name__}: "
             f"{error}); using the eager implementation",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
         return None
     finally:
