@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import stats
 
-from simplexity.distributions import MixtureOfGaussians
+from simplexity.distributions import GumbelSoftmax, MixtureOfGaussians
 from simplexity.distributions.mixture import (
     ESTIMATORS,
     REPARAMS,
@@ -594,3 +594,81 @@ def test_kmeans_plusplus_init_lloyd_steps_match_a_reference():
                     centers[k] = x[assign == k].mean(0)
         fitted = kmeans_plusplus_init(data, 8, generator=torch.Generator().manual_seed(seed))[1]
         np.testing.assert_allclose(fitted.numpy(), centers, rtol=1e-12, atol=1e-12)
+
+
+def test_constructor_messages_name_the_shapes():
+    k3 = torch.zeros(3, dtype=DT)
+    loc, scale = torch.zeros(3, 2, dtype=DT), torch.ones(3, 2, dtype=DT)
+    cases = [
+        (lambda: MixtureOfGaussians(torch.tensor(0.0, dtype=DT), loc, scale), ValueError,
+         "logits must have shape (..., K), got ()"),
+        (lambda: MixtureOfGaussians(k3, loc, torch.ones(3, 1, dtype=DT)), ValueError,
+         "scale must have shape (..., K, D) = (..., 3, 2) like loc, got (3, 1)"),
+        (lambda: MixtureOfGaussians(k3, loc, scale.float()), TypeError,
+         "logits, loc and scale must share a dtype, got torch.float64, torch.float64, "
+         "torch.float32"),
+        (lambda: MixtureOfGaussians(torch.zeros(2, 3, dtype=DT), loc.expand(4, 3, 2), scale),
+         ValueError, "the batch shapes of logits (2,), loc (4,) and scale () do not broadcast"),
+        (lambda: MixtureOfGaussians(torch.zeros(2, 3, dtype=DT), loc, scale.expand(4, 3, 2)),
+         ValueError, "the batch shapes of logits (2,), loc () and scale (4,) do not broadcast"),
+    ]  # fmt: skip
+    for make, error, message in cases:
+        with pytest.raises(error) as info:
+            make()
+        assert str(info.value) == message
+
+
+def test_joint_estimator_is_the_mass_times_the_component_density():
+    """With separated components each sample's component is known: the joint log density is
+    log alpha_k + log N(z; mu_k, sigma_k), for one-hot draws (and a component never drawn)."""
+    logits = torch.tensor([[0.5, -0.2, 1.0, -60.0], [0.0, 0.3, -0.3, -60.0]], dtype=DT)
+    loc = torch.tensor([[-10.0, 0.0], [0.0, 0.0], [10.0, 5.0], [30.0, 30.0]], dtype=DT)
+    scale = torch.full((4, 2), 0.1, dtype=DT)
+    for reparam in ("pathwise", "gumbel_straight_through"):
+        options = {"temperature": 0.5} if reparam != "pathwise" else {}
+        p = MixtureOfGaussians(logits, loc, scale, reparam=reparam, **options)
+        torch.manual_seed(0)
+        z, lp = p.rsample_and_log_prob((50,), estimator="joint")
+        assert z.shape == (50, 2, 2) and lp.shape == (50, 2)
+        k = (z.unsqueeze(-2) - loc).norm(dim=-1).argmin(-1)  # (50, 2)
+        log_alpha = logits.log_softmax(-1).expand(50, 2, 4).gather(-1, k.unsqueeze(-1)).squeeze(-1)
+        normal = torch.distributions.Normal(loc[k], scale[k]).log_prob(z).sum(-1)
+        torch.testing.assert_close(lp, log_alpha + normal)
+
+
+def test_soft_choices_joint_density_on_a_batch():
+    """gumbel_softmax choices: log q_tau(c) + log N(z; c^T mu, c^T sigma) per batch element."""
+    logits = torch.randn(3, 4, dtype=DT, generator=torch.Generator().manual_seed(1))
+    loc = torch.randn(4, 2, dtype=DT, generator=torch.Generator().manual_seed(2))
+    scale = torch.full((4, 2), 0.5, dtype=DT)
+    p = MixtureOfGaussians(logits, loc, scale, reparam="gumbel_softmax", temperature=0.7)
+    torch.manual_seed(3)
+    z, lp = p.rsample_and_log_prob((5,), estimator="joint")
+    torch.manual_seed(3)
+    c = p.choice_distribution().rsample((5,))
+    q = GumbelSoftmax(0.7, logits=logits)
+    mu, sigma = c @ loc, c @ scale
+    expected = q.log_prob(c) + torch.distributions.Normal(mu, sigma).log_prob(z).sum(-1)
+    assert lp.shape == (5, 3)
+    torch.testing.assert_close(lp, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_implicit_gradients_on_sample_and_batch_axes():
+    """Exact implicit reparameterization on (sample, batch, D) draws: a one-component mixture has
+    dz/dmu = 1 and dz/dsigma = (z - mu) / sigma per coordinate; a one-dimensional mixture has
+    dz/dmu_k = p(k | z)."""
+    loc = torch.tensor([[[0.3, -1.0, 2.0]], [[1.0, 0.5, -0.5]]], dtype=DT, requires_grad=True)
+    scale = torch.tensor([[[0.5, 1.5, 0.8]], [[1.2, 0.3, 0.9]]], dtype=DT, requires_grad=True)
+    p = MixtureOfGaussians(torch.zeros(2, 1, dtype=DT), loc, scale)
+    z = p.rsample((4,))  # (4, 2, 3)
+    grad_loc, grad_scale = torch.autograd.grad(z.sum(), (loc, scale))
+    torch.testing.assert_close(grad_loc, torch.full((2, 1, 3), 4.0, dtype=DT))
+    expected = ((z.detach() - loc.detach().squeeze(-2)) / scale.detach().squeeze(-2)).sum(0)
+    torch.testing.assert_close(grad_scale.squeeze(-2), expected)
+    mus = torch.tensor([[[-1.0], [0.5], [2.0]]] * 2, dtype=DT, requires_grad=True)  # (2, 3, 1)
+    logits = torch.tensor([[0.2, -0.4, 0.1], [1.0, 0.0, -1.0]], dtype=DT)
+    q = MixtureOfGaussians(logits, mus, torch.full((2, 3, 1), 0.7, dtype=DT))
+    z = q.rsample((6,))  # (6, 2, 1)
+    for s in range(6):
+        (g,) = torch.autograd.grad(z[s].sum(), mus, retain_graph=True)
+        torch.testing.assert_close(g.squeeze(-1), q.posterior(z[s].detach()))
