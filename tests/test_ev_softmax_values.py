@@ -16,6 +16,7 @@ import importlib
 import math
 import shutil
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -563,11 +564,15 @@ def test_a_failed_compilation_warns_once_and_is_not_retried(monkeypatch):
     ) as record:
         torch.testing.assert_close(ev_softmax(x), expected(ROWS, dtype=torch.float32))
     assert state["failed"] is True
-    assert record[0].filename == __file__  # the warning names the caller of ev_softmax
+    # the warning names the caller of ev_softmax (under mutmut, the trampoline that calls the
+    # mutated function: mutmut runs a copy of the tests under mutants/)
+    in_mutmut = "mutants" in Path(__file__).parts
+    caller = "mutmut/mutation/trampoline.py" if in_mutmut else __file__
+    assert record[0].filename.endswith(caller)
     state["failed"] = False  # and of a module, through torch's own frames
     with pytest.warns(RuntimeWarning, match=r"^simplexity: the compiled") as record:
         EvSoftmax()(x)
-    assert record[0].filename == __file__
+    assert record[0].filename.endswith(caller)
     state["failed"] = True
     attempts.pop()
     with warnings.catch_warnings():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import sys
+from types import FrameType
 
 import torch
 
@@ -13,11 +13,10 @@ _INTERNAL = (
 )
 
 
-def user_stacklevel() -> int:
-    """The ``stacklevel`` for ``warnings.warn`` called by the function that calls this one, such that
-    the warning names the user's line, however many library and torch frames (autograd functions,
-    module calls) lie in between."""
-    frame = sys._getframe(1)  # the function that warns: stacklevel 1
+def user_stacklevel(frame: FrameType) -> int:
+    """The ``stacklevel`` for ``warnings.warn`` in the function whose frame is ``frame``
+    (``sys._getframe()``) that makes the warning name the user's line, however many library and
+    torch frames (autograd functions, module calls) lie in between."""
     level = 1
     while frame.f_back is not None and frame.f_code.co_filename.startswith(_INTERNAL):
         frame = frame.f_back

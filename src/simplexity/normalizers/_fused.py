@@ -17,6 +17,7 @@ model) and any number of rows: a static K lets the compiler emit tight inner loo
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Callable
 
@@ -98,7 +99,7 @@ def fused_ev_softmax(x: Tensor, eps: float, *, min_numel: int | None = None) -> 
             f"simplexity: the compiled ev-softmax kernel is unavailable ({type(error).__name__}: "
             f"{error}); using the eager implementation",
             RuntimeWarning,
-            stacklevel=user_stacklevel(),
+            stacklevel=user_stacklevel(sys._getframe()),
         )
         return None
     finally:
