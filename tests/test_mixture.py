@@ -602,8 +602,8 @@ def test_constructor_messages_name_the_shapes():
     cases = [
         (lambda: MixtureOfGaussians(torch.tensor(0.0, dtype=DT), loc, scale), ValueError,
          "logits must have shape (..., K), got ()"),
-        (lambda: MixtureOfGaussians(k3, loc, torch.ones(3, 1, dtype=DT)), ValueError,
-         "scale must have shape (..., K, D) = (..., 3, 2) like loc, got (3, 1)"),
+        (lambda: MixtureOfGaussians(k3, loc.expand(4, 3, 2), torch.ones(3, 1, dtype=DT)),
+         ValueError, "scale must have shape (..., K, D) = (..., 3, 2) like loc, got (3, 1)"),
         (lambda: MixtureOfGaussians(k3, loc, scale.float()), TypeError,
          "logits, loc and scale must share a dtype, got torch.float64, torch.float64, "
          "torch.float32"),
