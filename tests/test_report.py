@@ -43,6 +43,8 @@ TABLES = {
         "vae-igr-20x10",
         "vae-reinmax-8x4-selected",
         "vae-reinmax-8x4",
+        "vae-reinmax-4x24-selected",
+        "vae-reinmax-4x24",
     },
     "benchmarks": {
         "runs",
