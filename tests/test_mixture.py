@@ -672,3 +672,26 @@ def test_implicit_gradients_on_sample_and_batch_axes():
     for s in range(6):
         (g,) = torch.autograd.grad(z[s].sum(), mus, retain_graph=True)
         torch.testing.assert_close(g.squeeze(-1), q.posterior(z[s].detach()))
+
+
+def test_temperature_shapes_and_messages():
+    logits = torch.zeros(2, 1, 3, dtype=DT)  # batch (2, 1)
+    loc, scale = torch.zeros(3, 2, dtype=DT), torch.ones(3, 2, dtype=DT)
+    tau = torch.tensor(0.5, dtype=DT)  # a scalar tensor broadcasts to any batch
+    p = MixtureOfGaussians(logits, loc, scale, reparam="igr", temperature=tau)
+    assert p.batch_shape == (2, 1) and p.rsample((4,)).shape == (4, 2, 1, 2)
+    cases = [
+        (lambda: MixtureOfGaussians(logits, loc, scale, reparam="igr",
+                                    temperature=torch.ones(3, 4, dtype=DT)),
+         "temperature of shape (3, 4) must broadcast to the batch shape (2, 1) (or stand beside "
+         "the logits with a trailing 1)"),
+        (lambda: MixtureOfGaussians(logits, loc.expand(5, 1, 3, 2), scale),
+         "the batch shapes of logits (2, 1), loc (5, 1) and scale () do not broadcast"),
+        (lambda: MixtureOfGaussians(torch.zeros(3, dtype=DT), loc, scale, temperature=0.5),
+         "temperature is only used by the relaxed reparameterizations ('gumbel_softmax', "
+         "'gumbel_straight_through', 'igr'); got temperature=0.5 with reparam='pathwise'"),
+    ]  # fmt: skip
+    for make, message in cases:
+        with pytest.raises(ValueError) as info:
+            make()
+        assert str(info.value) == message
