@@ -197,3 +197,40 @@ def test_cache_contents_against_concatenation():
     KeyValueCache().reorder(torch.tensor([0]))  # nothing cached yet: nothing to do
     with pytest.raises(TypeError, match=r"^index must be"):
         cache.reorder([0, 1])
+
+
+def test_cache_fresh_state_types_and_shape_checks():
+    cache = KeyValueCache()
+    assert (cache.key, cache.value, cache.key_padding_mask) == (None, None, None)
+    assert (cache.key_sum, cache.key_count) == (None, None)
+    # one head, a row with a single unpadded key: the mean is that key
+    cache.append(torch.ones(2, 1, 1, 3), torch.ones(2, 1, 1, 2))
+    cache.append(2 * torch.ones(2, 1, 2, 3), torch.ones(2, 1, 2, 2), torch.tensor([[True, True],
+                                                                                   [False, True]]))  # fmt: skip
+    assert cache.key_padding_mask.dtype == torch.bool
+    assert cache.key_count.dtype == cache.key.dtype and cache.key_count.shape == (2, 1, 1, 1)
+    assert cache.key_mean().shape == (2, 1, 1, 3)
+    torch.testing.assert_close(cache.key_mean()[:, 0, 0, 0], torch.tensor([1.0, 1.5]))
+    cache.reorder(torch.tensor([1]))
+    assert cache.value.shape == (1, 1, 3, 2) and len(cache) == 3
+    padded_first = KeyValueCache()  # a padding mask first, then none: the rest is not padding
+    padded_first.append(torch.ones(1, 1, 1, 3), torch.ones(1, 1, 1, 2), torch.tensor([[True]]))
+    padded_first.append(torch.ones(1, 1, 1, 3), torch.ones(1, 1, 1, 2))
+    assert padded_first.key_padding_mask.tolist() == [[True, False]]
+    assert padded_first.key_padding_mask.dtype == torch.bool
+    message = "key and value must have shapes (B, H, S_new, E / H) and (B, H, S_new, Ev / H), got "
+    for key, value in (
+        (torch.zeros(2, 1, 3, 4), torch.zeros(2, 1, 2, 4)),  # four axes each, lengths differ
+        (torch.zeros(2, 1, 3), torch.zeros(2, 1, 3, 4)),  # a key of three axes
+    ):
+        with pytest.raises(ValueError) as info:
+            KeyValueCache().append(key, value)
+        assert str(info.value) == message + f"{tuple(key.shape)} and {tuple(value.shape)}"
+    for key, value, name in (
+        (torch.zeros(1, 1, 1, 2, dtype=torch.long), torch.zeros(1, 1, 1, 2), "key"),
+        (torch.zeros(1, 1, 1, 2), torch.zeros(1, 1, 1, 2, dtype=torch.long), "value"),
+    ):
+        with pytest.raises(TypeError, match=rf"^{name} must be a floating-point tensor"):
+            KeyValueCache().append(key, value)
+    with pytest.raises(TypeError, match=r"^key_padding_mask must be a torch\.Tensor"):
+        KeyValueCache().append(torch.zeros(1, 1, 1, 2), torch.zeros(1, 1, 1, 2), [[True]])

@@ -590,3 +590,14 @@ def test_radial_layer_start():
     t = layer()
     assert t.center is layer.center and t._cache_size == 0
     assert float(Radial(2).center.detach().abs().max()) > 0  # a random start by default
+
+
+def test_flow_layer_defaults():
+    from simplexity.flows import AffineCouplingTransform, RadialTransform
+
+    torch.manual_seed(0)
+    assert float(MixtureBase(2, 2000).loc.detach().std()) == pytest.approx(1.0, rel=0.05)
+    assert float(Radial(2000).center.detach().std()) == pytest.approx(1.0, rel=0.1)
+    assert isinstance(Radial(1)(), RadialTransform)  # one feature is allowed
+    mask = torch.tensor([True, False])
+    assert AffineCouplingTransform(mask, MLP(2, 4, (3,)))._cache_size == 0
