@@ -215,6 +215,7 @@ def test_cache_fresh_state_types_and_shape_checks():
     assert cache.value.shape == (1, 1, 3, 2) and len(cache) == 3
     padded_first = KeyValueCache()  # a padding mask first, then none: the rest is not padding
     padded_first.append(torch.ones(1, 1, 1, 3), torch.ones(1, 1, 1, 2), torch.tensor([[True]]))
+    assert padded_first.key_count.dtype == torch.float32  # the keys' dtype, counted from a mask
     padded_first.append(torch.ones(1, 1, 1, 3), torch.ones(1, 1, 1, 2))
     assert padded_first.key_padding_mask.tolist() == [[True, False]]
     assert padded_first.key_padding_mask.dtype == torch.bool
