@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from exact_error import raises_exactly
 from simplexity import normalizers
 from simplexity.nn import KeyValueCache, MultiheadAttention, causal_mask, padding_mask
 from simplexity.normalizers import EvSoftmax
@@ -224,9 +225,8 @@ def test_cache_fresh_state_types_and_shape_checks():
         (torch.zeros(2, 1, 3, 4), torch.zeros(2, 1, 2, 4)),  # four axes each, lengths differ
         (torch.zeros(2, 1, 3), torch.zeros(2, 1, 3, 4)),  # a key of three axes
     ):
-        with pytest.raises(ValueError) as info:
+        with raises_exactly(ValueError, message + f"{tuple(key.shape)} and {tuple(value.shape)}"):
             KeyValueCache().append(key, value)
-        assert str(info.value) == message + f"{tuple(key.shape)} and {tuple(value.shape)}"
     for key, value, name in (
         (torch.zeros(1, 1, 1, 2, dtype=torch.long), torch.zeros(1, 1, 1, 2), "key"),
         (torch.zeros(1, 1, 1, 2), torch.zeros(1, 1, 1, 2, dtype=torch.long), "value"),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 import torch
 
+from exact_error import raises_exactly
 from simplexity._checks import (
     check_dim,
     check_event,
@@ -21,9 +21,8 @@ from simplexity._checks import (
 
 
 def _raises(error: type[Exception], message: str, call, *args, **kwargs) -> None:
-    with pytest.raises(error) as info:
+    with raises_exactly(error, message):
         call(*args, **kwargs)
-    assert str(info.value) == message
 
 
 def test_check_tensor_and_check_floating() -> None:

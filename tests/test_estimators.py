@@ -16,6 +16,7 @@ import torch
 from scipy import integrate, stats
 from torch.distributions import Categorical, OneHotCategorical, kl_divergence
 
+from exact_error import raises_exactly
 from simplexity.distributions import (
     DecoupledStraightThrough,
     GumbelRao,
@@ -573,9 +574,8 @@ def test_straight_through_family_argument_errors_are_exact(name: str) -> None:
          f"logits {floating}dtype torch.int64"),
     ]  # fmt: skip
     for kwargs, error, message in cases:
-        with pytest.raises(error) as info:
+        with raises_exactly(error, message):
             build(**kwargs)
-        assert str(info.value) == message
 
 
 def test_straight_through_family_normalizes_batched_probs_per_row() -> None:
@@ -604,35 +604,33 @@ def test_decoupled_straight_through_temperature_errors_are_exact() -> None:
          "(float16, bfloat16, float32 or float64), got dtype torch.int64"),
     ]  # fmt: skip
     for (tau_f, tau_b), error, message in cases:
-        with pytest.raises(error) as info:
+        with raises_exactly(error, message):
             DecoupledStraightThrough(tau_f, tau_b, logits=logits)
-        assert str(info.value) == message
     with pytest.raises(ValueError) as info:
         DecoupledStraightThrough(torch.ones(4), 0.7, probs=torch.ones(2, 3))
     assert str(info.value).endswith("of the probs")
     # probs are checked (after normalization) when validating, as torch's Categorical does
     bad = torch.tensor([-1.0, 2.0])
-    with pytest.raises(ValueError) as info:
+    with raises_exactly(ValueError, "probs must be non-negative with a positive finite sum"):
         DecoupledStraightThrough(1.0, 0.7, probs=bad, validate_args=True)
-    assert str(info.value) == "probs must be non-negative with a positive finite sum"
     DecoupledStraightThrough(1.0, 0.7, probs=bad, validate_args=False)  # not checked
 
 
 def test_straight_through_family_temperature_broadcast_errors_name_the_batch_shape() -> None:
     logits = torch.zeros(2, 5, 3, dtype=torch.float32)
     tau = torch.ones(4, dtype=torch.float32)
-    with pytest.raises(ValueError) as info:
-        StraightThrough(logits=logits, temperature=tau)
-    assert str(info.value) == (
+    with raises_exactly(
+        ValueError,
         "the temperatures of shapes [(4,)] do not broadcast with the batch shape (2, 5) of the "
-        "logits (the category axis is the last one and is not broadcast against a temperature)"
-    )
-    with pytest.raises(ValueError) as info:
-        DecoupledStraightThrough(tau, 0.7, logits=logits)
-    assert str(info.value) == (
+        "logits (the category axis is the last one and is not broadcast against a temperature)",
+    ):
+        StraightThrough(logits=logits, temperature=tau)
+    with raises_exactly(
+        ValueError,
         "forward_temperature of shape (4,) does not broadcast with the batch shape (2, 5) of the "
-        "logits"
-    )
+        "logits",
+    ):
+        DecoupledStraightThrough(tau, 0.7, logits=logits)
     # probs are checked under torch's default validation too (validate_args=None)
     with pytest.raises(
         ValueError, match=r"^probs must be non-negative with a positive finite sum$"
@@ -668,9 +666,8 @@ def test_surrogates_that_need_noise_say_so() -> None:
          "DecoupledStraightThrough.surrogate needs the Gumbel noise"),
     ]  # fmt: skip
     for q, message in cases:
-        with pytest.raises(ValueError) as info:
+        with raises_exactly(ValueError, message):
             q.surrogate(sample)
-        assert str(info.value) == message
 
 
 def test_gumbel_rao_draws_ten_by_default_and_accepts_one() -> None:

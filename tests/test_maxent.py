@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.distributions.transforms import AffineTransform
 
+from exact_error import raises_exactly
 from simplexity.flows import (
     AugmentedLagrangian,
     GaussianBase,
@@ -128,12 +129,10 @@ def test_augmented_lagrangian_loss_and_update_by_hand():
         (t[:, 0], "t must have shape (B, m) with B = 6 samples, got (6,)"),
         (t[:4], "t must have shape (B, m) with B = 6 samples, got (4, 2)"),
     ):
-        with pytest.raises(ValueError) as info:
+        with raises_exactly(ValueError, message):
             augmented_lagrangian_loss(log_p, bad_t, lam, 1.0)
-        assert str(info.value) == message
-    with pytest.raises(ValueError) as info:
+    with raises_exactly(ValueError, "the batch must be even (it is split in halves), got 5"):
         augmented_lagrangian_loss(log_p[:5], t[:5], lam, 1.0)
-    assert str(info.value) == "the batch must be even (it is split in halves), got 5"
     # c grows by beta unless the residual norm fell to gamma times the last one (or below)
     residual = torch.tensor([0.3, 0.4], dtype=torch.float64)  # norm 0.5
     new_lam, c = update_multipliers(lam, 2.0, residual, 2.0)  # 0.5 <= 0.25 * 2: kept
@@ -167,9 +166,8 @@ def test_trainer_settings_state_and_learning_rate_decay():
         ({"gamma": 0.0}, "gamma must be in (0, 1), got 0.0"),
         ({"lr_decay": 1.5}, "lr_decay must be in (0, 1], got 1.5"),
     ):
-        with pytest.raises(ValueError) as info:
+        with raises_exactly(ValueError, message):
             AugmentedLagrangian(**kwargs)
-        assert str(info.value) == message
     for name in ("outer", "inner", "batch", "eval_samples", "lr", "c0", "beta"):
         with pytest.raises(ValueError, match=rf"^{name} must be"):
             AugmentedLagrangian(**{name: 0})
@@ -195,9 +193,8 @@ def test_trainer_settings_state_and_learning_rate_decay():
     assert other.last_norm == trainer.last_norm
     assert trainer.state() == {"config": asdict(config), "lambda": trainer.lam.tolist(),
                                "c": trainer.c}  # fmt: skip
-    with pytest.raises(ValueError) as info:
+    with raises_exactly(ValueError, "constraint must return shape (N, m), got (8,)"):
         MaxEntTrainer(model, lambda z: z.sum(-1), config).evaluate()
-    assert str(info.value) == "constraint must return shape (N, m), got (8,)"
 
 
 def test_dirichlet_constraints_exactly():
@@ -207,9 +204,8 @@ def test_dirichlet_constraints_exactly():
     out = dirichlet_constraints(alpha)(z)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, z.log() - target.float())
-    with pytest.raises(ValueError) as info:
+    with raises_exactly(ValueError, "alpha must be a vector of length >= 2, got (2, 2)"):
         dirichlet_constraints(torch.ones(2, 2))
-    assert str(info.value) == "alpha must be a vector of length >= 2, got (2, 2)"
     with pytest.raises(ValueError, match=r"^alpha must be"):
         dirichlet_constraints(torch.tensor([1.0, -1.0]))
     with pytest.raises(TypeError, match=r"^alpha must be a floating-point tensor"):

@@ -9,6 +9,7 @@ import pytest
 import torch
 from scipy import stats
 
+from exact_error import raises_exactly
 from simplexity.flows import (
     RAD,
     AffineCoupling,
@@ -187,6 +188,5 @@ def test_rad_messages():
          "expected a last dimension of 1, got 2"),
     ]  # fmt: skip
     for make, error, message in cases:
-        with pytest.raises(error) as info:
+        with raises_exactly(error, message):
             make()
-        assert str(info.value) == message
