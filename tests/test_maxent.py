@@ -180,6 +180,7 @@ def test_trainer_settings_state_and_learning_rate_decay():
     config = AugmentedLagrangian(outer=2, inner=1, batch=4, lr=0.1, lr_decay=0.5, eval_samples=8)
     trainer = MaxEntTrainer(model, constraint, config)
     assert trainer.c == config.c0 and trainer.lam is None and trainer.last_norm == math.inf
+    assert trainer.state() == {"config": asdict(config), "lambda": None, "c": config.c0}
     assert trainer.optimizer.param_groups[0]["lr"] == 0.1
     trainer.loss()
     assert trainer.lam.tolist() == [0.0]
@@ -206,6 +207,13 @@ def test_dirichlet_constraints_exactly():
     torch.testing.assert_close(out, z.log() - target.float())
     with raises_exactly(ValueError, "alpha must be a vector of length >= 2, got (2, 2)"):
         dirichlet_constraints(torch.ones(2, 2))
+    with raises_exactly(ValueError, "alpha must be a vector of length >= 2, got (1,)"):
+        dirichlet_constraints(torch.ones(1))
+    pair = torch.tensor([0.5, 2.0], dtype=torch.float64)  # two categories: the smallest simplex
+    expected = z[:, :2].double().log() - (
+        torch.special.digamma(pair) - torch.special.digamma(pair.sum())
+    )
+    torch.testing.assert_close(dirichlet_constraints(pair)(z[:, :2].double()), expected)
     with pytest.raises(ValueError, match=r"^alpha must be"):
         dirichlet_constraints(torch.tensor([1.0, -1.0]))
     with pytest.raises(TypeError, match=r"^alpha must be a floating-point tensor"):

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from exact_error import raises_exactly
 from simplexity import normalizers
 from simplexity.nn.output import NormalizedOutput, output_layer
 
@@ -272,3 +273,200 @@ def test_multihead_attention_with_a_registry_normalizer_pickles(name):
     assert loaded.normalizer.name == name
     x = torch.randn(2, 3, 8)
     torch.testing.assert_close(loaded(x, x, x)[0], mha(x, x, x)[0])
+
+
+# ----------------------------------------------------------------------------- argument checks, exact
+
+
+def _layer(name: str = "softmax", f: int = 3, k: int = 4, **kw) -> NormalizedOutput:
+    """A float64 layer with fixed, unequal weights and bias (no symmetry between classes)."""
+    layer = NormalizedOutput(f, k, normalizer=name, **kw).to(DT)
+    with torch.no_grad():
+        layer.weight.copy_(torch.arange(1.0, f * k + 1, dtype=DT).reshape(k, f).sin() * 1.7)
+        if layer.bias is not None:
+            layer.bias.copy_(torch.linspace(-0.9, 1.3, k, dtype=DT) ** 3)
+    return layer
+
+
+def test_momentum_check_messages_and_bounds():
+    # the documented range (0, 1]: bools and strings are rejected, 1 is accepted, 1.5 is not
+    for bad in (True, "0.5", 1.5, 2, 0.0, -0.1):
+        with raises_exactly(
+            ValueError, f"momentum must be a number in (0, 1] or None, got {bad!r}"
+        ):
+            NormalizedOutput(3, 4, momentum=bad)
+    layer = _layer(momentum=1).train()
+    assert layer.momentum == 1.0 and type(layer.momentum) is float
+    h = torch.tensor([[0.5, -1.25, 2.0], [1.5, 0.75, -3.0]], dtype=DT)
+    layer(h)  # weight 1 on the current batch: the running mean is this batch's mean
+    torch.testing.assert_close(layer.feature_mean, torch.tensor([1.0, -0.25, -0.5], dtype=DT))
+    assert NormalizedOutput(3, 4, momentum=None).momentum is None
+
+
+def test_num_classes_bounds():
+    # num_classes >= 1: 0 is rejected with check_int's message, 1 is a valid (degenerate) layer
+    with raises_exactly(ValueError, "num_classes must be an int >= 1, got 0"):
+        NormalizedOutput(3, 0)
+    layer = _layer(k=1).eval()
+    h = torch.tensor([[0.3, -0.2, 1.1], [2.0, 0.5, -0.7]], dtype=DT)
+    torch.testing.assert_close(layer.probs(h), torch.ones(2, 1, dtype=DT))
+    torch.testing.assert_close(layer.loss(h, torch.tensor([0, 0])), torch.tensor(0.0, dtype=DT))
+
+
+def test_bias_false_and_normalizer_options_reach_the_layer():
+    # bias=False: logits are h W^T exactly (no bias parameter)
+    layer = _layer(bias=False)
+    assert layer.bias is None and "bias" not in dict(layer.named_parameters())
+    h = torch.tensor([[0.3, -0.2, 1.1]], dtype=DT)
+    torch.testing.assert_close(layer(h), h @ layer.weight.T)
+    # normalizer_options reach the normalizer: ev-softmax_eps by its formula (1{v >= mean} + eps) e^v
+    layer = _layer("ev_softmax", normalizer_options={"eps": 0.25}).train()
+    assert layer.normalizer.options == {"eps": 0.25}
+    v = h @ layer.weight.T + layer.bias
+    unnorm = ((v >= v.mean(-1, keepdim=True)).to(DT) + 0.25) * v.exp()
+    torch.testing.assert_close(layer.probs(h), unnorm / unnorm.sum(-1, keepdim=True))
+
+
+def test_feature_and_target_checks_have_exact_messages():
+    layer = _layer()
+    floating = "(float16, bfloat16, float32 or float64)"
+    with raises_exactly(
+        TypeError, f"h must be a floating-point tensor {floating}, got dtype torch.int64"
+    ):
+        layer(torch.ones(2, 3, dtype=torch.long))
+    with raises_exactly(TypeError, "h must be a torch.Tensor, got list"):
+        layer([[1.0, 2.0, 3.0]])
+    with raises_exactly(ValueError, "h must have shape (..., F) with F = 3, got ()"):
+        layer(torch.tensor(1.0, dtype=DT))
+    with raises_exactly(ValueError, "h must have shape (..., F) with F = 3, got (2, 5)"):
+        layer(torch.ones(2, 5, dtype=DT))
+    h = torch.zeros(2, 5, 3, dtype=DT)
+    with raises_exactly(TypeError, "target must be a torch.Tensor, got list"):
+        layer.loss(h, [[0] * 5] * 2)
+    with raises_exactly(ValueError, "h must have shape (N, ..., F), got (3,)"):
+        layer.loss(torch.ones(3, dtype=DT), torch.tensor(0))
+    target_msg = (
+        "target must hold integer class indices of shape (2, 5) (h's shape without F), got {}"
+    )
+    with raises_exactly(ValueError, target_msg.format("(2, 5) torch.bool")):
+        layer.loss(h, torch.ones(2, 5, dtype=torch.bool))
+    with raises_exactly(ValueError, target_msg.format("(2, 4) torch.int64")):
+        layer.loss(h, torch.zeros(2, 4, dtype=torch.long))
+    with raises_exactly(ValueError, target_msg.format("(2, 5) torch.float64")):
+        layer.loss(h, torch.zeros(2, 5, dtype=DT))
+    with raises_exactly(TypeError, "mask must be a torch.Tensor, got list"):
+        layer.probs(h, [True, False, True, True])
+
+
+def test_valid_checks_have_exact_messages():
+    layer = _layer()
+    h = torch.zeros(2, 5, 3, dtype=DT)
+    with raises_exactly(TypeError, "valid must be a torch.Tensor, got list"):
+        layer(h, [[True] * 5] * 2)
+    msg = "valid must be a boolean tensor of shape (2, 5), got {}"
+    with raises_exactly(ValueError, msg.format("(2, 5) torch.int64")):
+        layer(h, torch.ones(2, 5, dtype=torch.long))
+    with raises_exactly(ValueError, msg.format("(2,) torch.bool")):
+        layer(h, torch.ones(2, dtype=torch.bool))
+    with raises_exactly(ValueError, msg.format("(2, 5, 3) torch.bool")):
+        layer(h, torch.ones(2, 5, 3, dtype=torch.bool))
+
+
+# ----------------------------------------------------------------------------- values, exact
+
+
+def test_valid_leaves_padding_out_of_the_running_mean():
+    # forward(h, valid) in training: the running mean of the valid rows only (momentum 1: their mean)
+    layer = _layer(momentum=1.0).train()
+    h = torch.arange(24, dtype=DT).reshape(2, 4, 3) ** 1.5
+    valid = torch.tensor([[True, False, True, True], [False, True, False, False]])
+    logits = layer(h, valid)
+    torch.testing.assert_close(logits, h @ layer.weight.T + layer.bias)  # all positions
+    rows = [h[0, 0], h[0, 2], h[0, 3], h[1, 1]]
+    torch.testing.assert_close(layer.feature_mean, sum(rows) / 4)
+    assert int(layer.num_batches_tracked) == 1
+
+
+def test_one_dimensional_features():
+    # h of shape (F,): logits (K,) = W h + b, probabilities the softmax of them
+    layer = _layer().eval()
+    h = torch.tensor([0.3, -0.2, 1.1], dtype=DT)
+    v = layer.weight @ h + layer.bias
+    torch.testing.assert_close(layer(h), v)
+    torch.testing.assert_close(layer.probs(h), torch.softmax(v, 0))
+
+
+def test_probs_and_log_probs_normalize_the_last_dim_of_batched_features():
+    # h (2, 5, F): classes are the last dim, not dim 1 (torch.softmax / log_softmax as reference)
+    layer = _layer(k=4)
+    h = torch.linspace(-2, 3, 30, dtype=DT).reshape(2, 5, 3).cos() * 2
+    v = h @ layer.weight.T + layer.bias
+    torch.testing.assert_close(layer.probs(h), torch.softmax(v, -1))
+    torch.testing.assert_close(layer.log_probs(h), torch.log_softmax(v, -1))
+    # a class mask reaches log_probs: log-softmax over the allowed classes, -inf elsewhere
+    mask = torch.tensor([True, False, True, True])
+    expected = torch.log_softmax(v.masked_fill(~mask, -torch.inf), -1)
+    torch.testing.assert_close(layer.log_probs(h, mask), expected)
+    torch.testing.assert_close(layer.probs(h, mask), expected.exp())
+
+
+def test_posthoc_filter_is_intersected_with_the_callers_mask():
+    # one feature, mean 0, no bias: the evidence is w_k = v_k - mean(v); by hand the support of
+    # v = (2, 1, -3) is {0, 1}, of v = (-1, -0.5, 1.5) it is {2}; intersected with mask (F, T, T)
+    layer = NormalizedOutput(1, 3, normalizer="posthoc_evidential").to(DT).eval()
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[2.0], [1.0], [-3.0]]))
+        layer.bias.zero_()
+    h = torch.tensor([[1.0], [-0.5]], dtype=DT)
+    mask = torch.tensor([False, True, True])
+    expected = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype=DT)
+    torch.testing.assert_close(layer.probs(h, mask), expected)
+    torch.testing.assert_close(layer.log_probs(h, mask), expected.log())
+    # without the mask, the filtered softmax over the hand-computed supports
+    e = torch.exp(torch.tensor([2.0, 1.0], dtype=DT))
+    torch.testing.assert_close(
+        layer.probs(h),
+        torch.tensor([[e[0] / e.sum(), e[1] / e.sum(), 0.0], [0.0, 0.0, 1.0]], dtype=DT),
+    )
+
+
+def test_posthoc_filter_uses_the_feature_mean_in_the_weight_dtype():
+    # a float64 running mean in a float32 layer is read in float32, as the reference function gets it
+    torch.manual_seed(5)
+    layer = NormalizedOutput(4, 6, normalizer="posthoc_evidential").eval()
+    layer.feature_mean = torch.tensor([0.3, -1.2, 0.7, 2.1], dtype=DT)
+    h = torch.randn(5, 4)
+    expected = normalizers.posthoc_evidential(
+        h, layer.weight, layer.bias, layer.feature_mean.to(torch.float32)
+    )
+    torch.testing.assert_close(layer.probs(h), expected)
+
+
+def test_posthoc_filter_reads_features_in_the_weight_dtype_under_autocast():
+    # bfloat16 layer, float16 features under CPU autocast: the filter sees h rounded to bfloat16, as
+    # the logits do. h = (1 + 2^-10, 0) rounds to the feature mean (1, 0), so every weight of evidence
+    # w_jk = (h_j - mu_j) beta_jk + (beta0_k + beta_k . mu) / J is 0: vacuous, all classes kept.
+    layer = NormalizedOutput(2, 2, normalizer="posthoc_evidential").eval()
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))
+        layer.bias.copy_(torch.tensor([-1.0, 1.0]))
+        layer.feature_mean.copy_(torch.tensor([1.0, 0.0]))
+    layer = layer.to(torch.bfloat16)
+    h = torch.tensor([[1.0 + 2.0**-10, 0.0]], dtype=torch.float16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        p = layer.probs(h)
+    torch.testing.assert_close(p.float(), torch.tensor([[0.5, 0.5]]))
+
+
+def test_loss_ignore_index_is_passed_on():
+    # ignore_index=2: positions with target 2 are left out; the rest is the plain cross-entropy
+    layer = _layer(k=4)
+    h = torch.linspace(-1, 2, 18, dtype=DT).reshape(2, 3, 3).exp()
+    y = torch.tensor([[2, 0, 3], [1, 2, 2]])
+    logp = torch.log_softmax(h @ layer.weight.T + layer.bias, -1)
+    keep = y != 2
+    nll = -logp.gather(-1, y[..., None])[..., 0]
+    torch.testing.assert_close(layer.loss(h, y, ignore_index=2), nll[keep].mean())
+    torch.testing.assert_close(
+        layer.loss(h, y, ignore_index=2, reduction="none"), torch.where(keep, nll, 0.0)
+    )

@@ -7,6 +7,7 @@ import torch
 from torch.distributions import Distribution, kl_divergence
 
 from exact_error import raises_exactly
+from simplexity._registry import Registry
 from simplexity.distributions import (
     IGR,
     DecoupledStraightThrough,
@@ -218,3 +219,158 @@ def test_relaxation_messages_and_repr() -> None:
         "DecoupledStraightThroughRelaxation(name='decoupled_st', num_categories=None, "
         "forward_temperature=1.0)"
     )
+
+
+def test_register_adds_the_class_under_its_name_and_sets_name(monkeypatch) -> None:
+    """A class registered at run time is what ``get`` builds, and its ``name`` is the one given."""
+    monkeypatch.setattr(relaxations, "_REGISTRY", Registry("relaxation"))
+
+    class Custom(relaxations.StraightThroughRelaxation):
+        pass
+
+    assert relaxations.register("custom")(Custom) is Custom
+    assert Custom.name == "custom" and relaxations.names() == ["custom"]
+    relax = relaxations.get("custom", num_categories=3)
+    assert type(relax) is Custom and relax.num_categories == 3 and relax.name == "custom"
+
+
+def test_two_categories_is_the_smallest_valid_size() -> None:
+    """K = 2 (2 logits, or 2(K-1) = 2 IGR outputs) is accepted everywhere; K = 1 is not."""
+    logits = torch.tensor([[0.3, -1.1], [2.0, 0.5]], dtype=torch.float64)
+    for name in ("gumbel_softmax", "gumbel_softmax_st", "straight_through", "reinmax"):
+        relax = relaxations.get(name, num_categories=2)
+        assert relax.num_categories == 2 and relax.categories_from_params(2) == 2
+        q = relax(logits, 0.5)
+        assert q.event_shape == (2,) and q.batch_shape == (2,)
+        torch.testing.assert_close(q.logits, logits.log_softmax(-1))
+        p = relax.prior(2, 0.5, dtype=torch.float64)
+        torch.testing.assert_close(p.probs, torch.full((2,), 0.5, dtype=torch.float64))
+    for name in ("igr_i", "igr_sb"):
+        relax = relaxations.get(name, num_categories=2)
+        assert relax.categories_from_params(2) == 2
+        q = relax(logits, 0.5)  # loc = raw[..., :1], pre = raw[..., 1:]
+        assert q.event_shape == (2,)
+        torch.testing.assert_close(q.loc, logits[..., :1])
+        p = relax.prior(2, 0.5, dtype=torch.float64)
+        assert p.loc.shape == (1,) and p.event_shape == (2,)
+
+
+def test_prior_checks_num_categories_with_its_whole_message() -> None:
+    # the message of check_int, naming the argument
+    for name in ("gumbel_softmax", "gumbel_softmax_st", "igr_i", "igr_sb", "straight_through"):
+        with raises_exactly(ValueError, "num_categories must be an int >= 2, got 1"):
+            relaxations.get(name).prior(1, 0.5)
+        with raises_exactly(TypeError, "num_categories must be an int, got float"):
+            relaxations.get(name).prior(3.0, 0.5)
+
+
+def test_igr_options_are_checked_with_their_whole_messages() -> None:
+    # the messages of check_positive / check_int; num_draws = 1 is the smallest valid value
+    for name in ("igr_i", "igr_sb"):
+        with raises_exactly(ValueError, "delta must be finite and > 0, got 0.0"):
+            relaxations.get(name, delta=0.0)
+        with raises_exactly(ValueError, "prior_scale must be finite and > 0, got -1.0"):
+            relaxations.get(name, prior_scale=-1.0)
+    with raises_exactly(ValueError, "num_draws must be an int >= 1, got 0"):
+        relaxations.get("gumbel_rao", num_draws=0)
+    assert relaxations.get("gumbel_rao", num_draws=1).num_draws == 1
+
+
+def test_igr_defaults_and_every_planar_option_reach_the_distribution() -> None:
+    """Defaults delta = 1, prior_scale = 1, min_scale = 1e-4 (one planar flow); the planar
+    relaxation passes num_categories, delta, prior_scale and min_scale to its base."""
+    raw = torch.tensor([[0.4, -1.3, 0.9, 2.1], [-0.2, 0.7, -3.0, 0.1]], dtype=torch.float64)
+    loc, pre = raw[..., :2], raw[..., 2:]
+    softplus = torch.log1p(pre.exp())
+    for name in ("igr_i", "igr_sb", "igr_planar"):
+        relax = relaxations.get(name, num_categories=3)
+        q = relax(raw, 0.4)
+        assert float(q.delta) == 1.0 and relax.delta == 1.0 and relax.prior_scale == 1.0
+        torch.testing.assert_close(q.loc, loc)
+        torch.testing.assert_close(q.scale, softplus + 1e-4)
+        p = relax.prior(3, 0.4, dtype=torch.float64)
+        torch.testing.assert_close(p.scale, torch.ones(2, dtype=torch.float64))
+    assert len(relaxations.get("igr_planar", num_categories=3).flows()) == 1
+    planar = relaxations.get(
+        "igr_planar", num_categories=3, delta=0.6, prior_scale=1.3, min_scale=0.02
+    )
+    assert planar.num_categories == 3 and planar.min_scale == 0.02
+    q = planar(raw, 0.4)
+    torch.testing.assert_close(q.scale, softplus + 0.02)
+    assert float(q.delta) == pytest.approx(0.6)
+    p = planar.prior(3, 0.4, dtype=torch.float64)
+    torch.testing.assert_close(p.scale, torch.full((2,), 1.3, dtype=torch.float64))
+    with raises_exactly(
+        ValueError,
+        "raw has 6 outputs, i.e. K = 4, but this igr_planar relaxation was built for K = 3 "
+        "(4 outputs)",
+    ):
+        planar(torch.zeros(2, 6, dtype=torch.float64), 0.4)
+
+
+def test_size_mismatch_message_names_the_last_dimension_of_a_3d_raw() -> None:
+    # shape (2, 3, 5): the message reports shape[-1] = 5, not shape[1] = 3
+    with raises_exactly(
+        ValueError,
+        "raw has 5 outputs, i.e. K = 5, but this gumbel_softmax relaxation was built for K = 4 "
+        "(4 outputs)",
+    ):
+        relaxations.get("gumbel_softmax", num_categories=4)(torch.zeros(2, 3, 5), 0.5)
+
+
+def test_straight_through_temperatures_reach_the_distribution() -> None:
+    # 1.7, not the distributions' default temperature 1.0
+    logits = torch.tensor([[0.2, -0.7, 1.4]], dtype=torch.float64)
+    for name in ("straight_through", "reinmax", "st_gumbel", "gumbel_rao"):
+        q = relaxations.get(name)(logits, 1.7)
+        assert float(q.temperature) == pytest.approx(1.7)
+
+
+def test_gumbel_softmax_st_prior_is_straight_through() -> None:
+    # the relaxed prior of the straight-through name is itself straight-through
+    assert relaxations.get("gumbel_softmax_st").prior(3, 0.5).straight_through is True
+    assert relaxations.get("gumbel_softmax").prior(3, 0.5).straight_through is False
+
+
+def test_kl_falls_back_to_monte_carlo_with_num_samples() -> None:
+    """Gumbel-softmax has no closed-form KL: ``kl`` equals ``monte_carlo_kl`` with the same draws,
+    with one sample by default."""
+    relax = relaxations.get("gumbel_softmax")
+    logits = torch.tensor([[0.3, -1.2, 0.8], [1.5, 0.1, -0.4]], dtype=torch.float64)
+    q = relax(logits, 0.6)
+    p = relax.prior(3, 0.6, dtype=torch.float64)
+    results = {}
+    for n in (1, 2, 3):
+        torch.manual_seed(5)
+        results[n] = monte_carlo_kl(q, p, num_samples=n)
+    torch.manual_seed(5)
+    torch.testing.assert_close(relax.kl(q, p), results[1], rtol=0, atol=0)
+    torch.manual_seed(5)
+    torch.testing.assert_close(relax.kl(q, p, num_samples=3), results[3], rtol=0, atol=0)
+    assert not torch.allclose(results[1], results[2])
+    assert not torch.allclose(results[1], results[3])
+
+
+def test_priors_follow_the_temperature_dtype_and_device() -> None:
+    """With no dtype or device given, the prior is made in the temperature tensor's dtype and on its
+    device; an explicit device wins. The default device is set to meta, so that a tensor made on
+    the default device instead of the requested one shows."""
+    tau = torch.tensor(0.3, dtype=torch.float64)  # on the cpu
+    logits = torch.tensor([[0.5, -0.2, 1.1], [0.0, 0.9, -1.3]], dtype=torch.float64)
+
+    def params(p: Distribution) -> tuple[torch.Tensor, ...]:
+        return (p.loc, p.scale) if hasattr(p, "loc") else (p.logits,)
+
+    with torch.device("meta"):
+        for name, size in (("gumbel_softmax", 3), ("gumbel_softmax_st", 3),
+                           ("straight_through", 3), ("igr_sb", 2)):  # fmt: skip
+            relax = relaxations.get(name)
+            from_tau = params(relax.prior(3, tau, batch_shape=(2,)))
+            given = params(relax.prior(3, 0.3, batch_shape=(2,), device="cpu"))
+            for t in from_tau + given:
+                assert t.device.type == "cpu" and t.shape == (2, size)
+            assert all(t.dtype == torch.float64 for t in from_tau)
+            assert all(t.dtype == torch.get_default_dtype() for t in given)
+        q = relaxations.get("decoupled_st")(logits, tau)
+        assert q.forward_temperature.device.type == "cpu"
+        assert q.forward_temperature.dtype == torch.float64

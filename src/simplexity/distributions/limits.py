@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.distributions import Categorical, Distribution
-from torch.special import log_ndtr, ndtr, ndtri
+from torch.special import log_ndtr, ndtri
 
 from simplexity._checks import check_floating, check_int, check_positive
 from simplexity.distributions.gumbel_softmax import ExpGumbelSoftmax, GumbelSoftmax
@@ -36,7 +36,8 @@ def igr_zero_temperature_probs(loc: Tensor, scale: Tensor, num_nodes: int = 256)
         P(H = k) = \int_0^\infty \mathcal{N}(t; \mu_k, \sigma_k^2)
             \prod_{j \ne k,\, j<K} \Phi\Big(\frac{t - \mu_j}{\sigma_j}\Big)\, dt.
 
-    The integral is taken in :math:`u = \Phi((t - \mu_k)/\sigma_k) \in (\Phi(-\mu_k/\sigma_k), 1)`,
+    The integral is taken in :math:`u = \Phi((t - \mu_k)/\sigma_k) \in (\Phi(-\mu_k/\sigma_k), 1)`
+    (its nodes placed from :math:`u = 1`, so that far-negative :math:`\mu_k/\sigma_k` stay accurate),
     where the integrand is a product of normal CDFs bounded by 1. Computed in float64 and returned
     in the dtype of ``loc``; differentiable in ``loc`` and ``scale``.
 
@@ -61,10 +62,12 @@ def igr_zero_temperature_probs(loc: Tensor, scale: Tensor, num_nodes: int = 256)
     x, w = np.polynomial.legendre.leggauss(check_int("num_nodes", num_nodes, min=1))
     x = torch.as_tensor(x, dtype=torch.float64, device=loc.device)
     w = torch.as_tensor(w, dtype=torch.float64, device=loc.device)
-    lower = ndtr(-mu / sigma)  # u at t = 0, shape (..., K-1)
-    width = 1 - lower
-    u = lower.unsqueeze(-1) + width.unsqueeze(-1) * (x + 1) / 2  # (..., K-1, N)
-    t = mu.unsqueeze(-1) + sigma.unsqueeze(-1) * ndtri(u)  # nodes in t for each k
+    width = log_ndtr(mu / sigma).exp()  # length of the u interval, 1 - Phi(-mu/sigma): (..., K-1)
+    # Nodes measured from u = 1 (v = 1 - u in (0, width)), so that a width far below machine
+    # epsilon (mu/sigma << 0) keeps its nodes apart and its gradients finite; v is kept above 0
+    # (ndtri(0) = -inf). Shape (..., K-1, N).
+    v = (width.unsqueeze(-1) * (1 - x) / 2).clamp_min(torch.finfo(torch.float64).tiny)
+    t = mu.unsqueeze(-1) - sigma.unsqueeze(-1) * ndtri(v)  # nodes in t for each k
     # log Phi((t_k - mu_j) / sigma_j) for all (k, j): shape (..., K-1, K-1, N)
     z = (t.unsqueeze(-2) - mu.unsqueeze(-2).unsqueeze(-1)) / sigma.unsqueeze(-2).unsqueeze(-1)
     log_cdf = log_ndtr(z)
