@@ -399,9 +399,9 @@ class MultiheadAttention(nn.Module):
                 f"query must have shape {layout} (batch_first={self.batch_first}) or (L, E) with "
                 f"E = {self.embed_dim}, got {tuple(query.shape)}"
             )
-        reuse = cache is not None and cache.static and len(cache) > 0
         if cache is not None and not isinstance(cache, KeyValueCache):
             raise TypeError(f"cache must be a KeyValueCache or None, got {type(cache).__name__}")
+        reuse = cache is not None and cache.static and len(cache) > 0
         if cache is not None and (self.bias_k is not None or self.add_zero_attn):
             raise ValueError("a cache cannot be used with add_bias_kv or add_zero_attn")
         same = (query is key and key is value, key is value)

@@ -170,7 +170,7 @@ class NormalizedOutput(nn.Linear):
             self._track(h, valid)
         return F.linear(h, self.weight, self.bias)
 
-    def _class_mask(self, h: Tensor, logits: Tensor, mask: Tensor | None) -> Tensor | None:
+    def _class_mask(self, h: Tensor, mask: Tensor | None) -> Tensor | None:
         """The normalizer's class mask: the caller's, and the evidential support in post-hoc eval."""
         if mask is not None:
             check_tensor("mask", mask)
@@ -195,15 +195,13 @@ class NormalizedOutput(nn.Linear):
         evidential filter of the softmax.
         """
         logits = self(h)
-        return self.normalizer(
-            logits, -1, mask=self._class_mask(h, logits, mask), training=self.training
-        )
+        return self.normalizer(logits, -1, mask=self._class_mask(h, mask), training=self.training)
 
     def log_probs(self, h: Tensor, mask: Tensor | None = None) -> Tensor:
         """Log of :meth:`probs` (``-inf`` off the support)."""
         logits = self(h)
         return self.normalizer.log(
-            logits, -1, mask=self._class_mask(h, logits, mask), training=self.training
+            logits, -1, mask=self._class_mask(h, mask), training=self.training
         )
 
     def loss(
