@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 from torch.distributions import Independent, Normal, TransformedDistribution
-from torch.distributions.transforms import AffineTransform
+from torch.distributions.transforms import AffineTransform, StickBreakingTransform
 
 from exact_error import raises_exactly
 from simplexity.distributions import PlanarFlows
@@ -599,3 +599,35 @@ def test_flow_layer_defaults():
     assert isinstance(Radial(1)(), RadialTransform)  # one feature is allowed
     mask = torch.tensor([True, False])
     assert AffineCouplingTransform(mask, MLP(2, 4, (3,)))._cache_size == 0
+
+
+def test_flow_log_prob_hands_each_transform_its_output_too():
+    """torch's StickBreakingTransform computes its log-determinant from y as well as x: the
+    flow's density is TransformedDistribution's, exactly."""
+    base = Independent(
+        Normal(torch.tensor([0.3, -0.8, 1.1], dtype=torch.float64),
+               torch.tensor([0.7, 1.4, 0.5], dtype=torch.float64)), 1)  # fmt: skip
+    flow = Flow(base, [StickBreakingTransform()])
+    reference = TransformedDistribution(base, [StickBreakingTransform()])
+    value = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.55, 0.05, 0.25, 0.15]], dtype=torch.float64)
+    torch.testing.assert_close(flow.log_prob(value), reference.log_prob(value), rtol=1e-12, atol=0)
+
+
+def test_flow_log_prob_keeps_the_value_dtype_and_device():
+    """With no transforms the density is the base's, in its dtype (a float64 default dtype must not
+    promote an unbatched float32 value) and on its device (a default device of "meta" must not leak
+    into the result)."""
+    base = Independent(Normal(torch.tensor([0.3, -0.8]), torch.tensor([0.7, 1.4])), 1)
+    flow, value = Flow(base, []), torch.tensor([0.25, -1.5])
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        log_p = flow.log_prob(value)
+    finally:
+        torch.set_default_dtype(previous)
+    assert log_p.dtype == torch.float32 and torch.equal(log_p, base.log_prob(value))
+    with torch.device("meta"):
+        log_p = Flow(base, [AffineTransform(0.5, 2.0, event_dim=1)]).log_prob(value)
+    assert log_p.device.type == "cpu"
+    expected = base.log_prob((value - 0.5) / 2.0) - 2 * math.log(2.0)
+    torch.testing.assert_close(log_p, expected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict
 
 import pytest
@@ -196,6 +197,10 @@ def test_trainer_settings_state_and_learning_rate_decay():
                                "c": trainer.c}  # fmt: skip
     with raises_exactly(ValueError, "constraint must return shape (N, m), got (8,)"):
         MaxEntTrainer(model, lambda z: z.sum(-1), config).evaluate()
+    with raises_exactly(ValueError, "constraint must return shape (N, m), got (4,)"):
+        MaxEntTrainer(model, lambda z: z.sum(-1), config).loss()  # before lambda is made from it
+    with raises_exactly(ValueError, "constraint must return shape (N, m), got (4, 1, 1)"):
+        MaxEntTrainer(model, lambda z: z.unsqueeze(-1), config).step()
 
 
 def test_dirichlet_constraints_exactly():
@@ -218,3 +223,56 @@ def test_dirichlet_constraints_exactly():
         dirichlet_constraints(torch.tensor([1.0, -1.0]))
     with pytest.raises(TypeError, match=r"^alpha must be a floating-point tensor"):
         dirichlet_constraints(torch.tensor([1, 2]))
+
+
+def test_fit_records_reach_the_callback_with_their_index_and_elapsed_seconds():
+    """Each outer record is passed to the callback as returned; ``outer`` counts from 0 and
+    ``seconds`` is the time since fit began (within the wall time measured around the call)."""
+    torch.manual_seed(0)
+    model = LazyFlow(GaussianBase(1), [Affine(1)])
+    config = AugmentedLagrangian(outer=3, inner=1, batch=4, eval_samples=8)
+    seen = []
+    before = time.perf_counter()
+    history = MaxEntTrainer(model, lambda z: z - 1.0, config).fit(callback=seen.append)
+    elapsed = time.perf_counter() - before
+    assert seen == history and [r["outer"] for r in history] == [0, 1, 2]
+    seconds = [r["seconds"] for r in history]
+    assert 0 < seconds[0] < seconds[1] < seconds[2] <= elapsed
+    assert set(history[0]) == {"outer", "entropy", "residual", "residual_norm", "lambda", "c",
+                               "seconds"}  # fmt: skip
+
+
+def test_evaluate_is_the_entropy_estimate_and_per_constraint_residual_of_fresh_samples():
+    """Against the model's own samples under the same seed: -mean log p, and the mean of each of
+    the m = 2 constraints over the batch (a vector, not one number)."""
+    torch.manual_seed(0)
+    model = LazyFlow(MixtureBase(2, 3), [Planar(2)]).double()
+
+    def constraint(z):
+        return torch.stack((z[:, 0] - 0.3, z[:, 1] * z[:, 0]), -1)
+
+    kwargs = {"estimator": "nested_own", "num_inner": 4}
+    config = AugmentedLagrangian(batch=4, eval_samples=64, estimator_kwargs=kwargs)
+    trainer = MaxEntTrainer(model, constraint, config)
+    torch.manual_seed(1)
+    z, log_p = model().rsample_and_log_prob((64,), **kwargs)
+    torch.manual_seed(1)
+    entropy, residual = trainer.evaluate()
+    assert residual.shape == (2,)
+    torch.testing.assert_close(residual, constraint(z).mean(0), rtol=0, atol=0)
+    torch.testing.assert_close(entropy, -log_p.mean(), rtol=0, atol=0)
+    torch.manual_seed(1)
+    _, default_log_p = model().rsample_and_log_prob((64,))  # the estimator settings matter
+    assert not torch.equal(default_log_p, log_p)
+
+
+def test_multipliers_start_at_zero_in_the_constraints_dtype_and_device():
+    """lambda is made like the constraint values: float64 for a float64 model, on their device (a
+    default device of "meta" must not be picked up)."""
+    torch.manual_seed(0)
+    model = LazyFlow(GaussianBase(2), [Affine(2)]).double()
+    trainer = MaxEntTrainer(model, lambda z: z[:, :1] - 1.0, AugmentedLagrangian(batch=4))
+    with torch.device("meta"):
+        trainer.loss()
+    assert trainer.lam.dtype == torch.float64 and trainer.lam.device.type == "cpu"
+    assert trainer.lam.tolist() == [0.0]

@@ -183,10 +183,38 @@ def test_rad_messages():
          "layers[0] has 1 features but the base has event shape (2,)"),
         (lambda: RAD(base, []), TypeError,
          "base must be a module whose forward() returns a distribution, got Independent"),
-        (lambda: RAD(GaussianBase(2), [None]), TypeError, "layers[0] must be a RADLayer, got NoneType"),
+        (lambda: RAD(GaussianBase(2), [RADLayer(2, 3), 1.5]), TypeError,
+         "layers[1] must be a RADLayer, got float"),
         (lambda: RADLayer(1, 3).transform(torch.zeros(4, 2)), ValueError,
          "expected a last dimension of 1, got 2"),
     ]  # fmt: skip
     for make, error, message in cases:
         with raises_exactly(error, message):
             make()
+
+
+class _ShiftedBase(torch.nn.Module):
+    """A conditional base: a unit Gaussian at the context (at 0 without one)."""
+
+    def forward(self, c=None):
+        loc = torch.zeros(2, dtype=DT) if c is None else c
+        return torch.distributions.Independent(torch.distributions.Normal(loc, 1.0), 1)
+
+
+class _NoContextBase(torch.nn.Module):
+    """A base module whose forward takes no argument at all."""
+
+    def forward(self):
+        return torch.distributions.Independent(
+            torch.distributions.Normal(torch.full((2,), 0.4, dtype=DT), 1.0), 1
+        )
+
+
+def test_context_is_passed_to_the_base_only_when_given():
+    """RAD(c) builds the base from c; RAD() calls the base without an argument, so a base whose
+    forward takes none works too."""
+    layers = [RADLayer(2, 3).double()]
+    c = torch.tensor([0.7, -1.2], dtype=DT)
+    assert torch.equal(RAD(_ShiftedBase(), layers)(c).base.mean, c)
+    assert torch.equal(RAD(_ShiftedBase(), layers)().base.mean, torch.zeros(2, dtype=DT))
+    assert torch.equal(RAD(_NoContextBase(), layers)().base.mean, torch.full((2,), 0.4, dtype=DT))

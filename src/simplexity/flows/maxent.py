@@ -121,17 +121,21 @@ class MaxEntTrainer:
         kwargs = self.config.estimator_kwargs or {}
         return self.model().rsample_and_log_prob((num,), **kwargs)
 
-    def _residual(self, z: Tensor) -> Tensor:
+    def _constraint_values(self, z: Tensor) -> Tensor:
+        """The constraint at each sample, checked to be of shape (N, m)."""
         t = self.constraint(z)
-        if t.dim() < 2:
+        if t.dim() != 2:
             raise ValueError(f"constraint must return shape (N, m), got {tuple(t.shape)}")
-        return t.mean(0)
+        return t
+
+    def _residual(self, z: Tensor) -> Tensor:
+        return self._constraint_values(z).mean(0)
 
     def loss(self) -> Tensor:
         r"""The augmented Lagrangian of a fresh batch at the current :math:`\lambda` and :math:`c`
         (what :meth:`step` minimizes; a training loop of one's own can minimize it instead)."""
         z, log_p = self._sample(self.config.batch)
-        t = self.constraint(z)
+        t = self._constraint_values(z)
         if self.lam is None:
             self.lam = torch.zeros(t.shape[-1], dtype=t.dtype, device=t.device)
         return augmented_lagrangian_loss(log_p, t, self.lam, self.c)
