@@ -7,7 +7,12 @@ import math
 import pytest
 import torch
 from torch.distributions import Independent, Normal, TransformedDistribution
-from torch.distributions.transforms import AffineTransform, StickBreakingTransform
+from torch.distributions.transforms import (
+    AffineTransform,
+    ExpTransform,
+    IndependentTransform,
+    StickBreakingTransform,
+)
 
 from exact_error import raises_exactly
 from simplexity.distributions import PlanarFlows
@@ -631,3 +636,47 @@ def test_flow_log_prob_keeps_the_value_dtype_and_device():
     assert log_p.device.type == "cpu"
     expected = base.log_prob((value - 0.5) / 2.0) - 2 * math.log(2.0)
     torch.testing.assert_close(log_p, expected)
+
+
+def test_flow_refuses_a_transform_on_matrices_with_its_event_dim():
+    base = Independent(Normal(torch.zeros(2), torch.ones(2)), 1)
+    matrix_map = IndependentTransform(ExpTransform(), 2)
+    with raises_exactly(ValueError, "transforms[1] has event_dim 2 > 1"):
+        Flow(base, [AffineTransform(0.0, 2.0), matrix_map])
+
+
+def test_flow_sample_and_log_prob_hands_each_transform_its_output_and_the_base_its_settings():
+    """The forward pass's density equals TransformedDistribution's at the drawn sample (torch's
+    StickBreakingTransform reads y); a mixture base gets the estimator settings (same seed, same
+    estimate as the base's own)."""
+    base = Independent(
+        Normal(torch.tensor([0.3, -0.8, 1.1], dtype=torch.float64),
+               torch.tensor([0.7, 1.4, 0.5], dtype=torch.float64)), 1)  # fmt: skip
+    flow = Flow(base, [StickBreakingTransform()])
+    z, log_p = flow.rsample_and_log_prob((5,))
+    reference = TransformedDistribution(base, [StickBreakingTransform()])
+    torch.testing.assert_close(log_p, reference.log_prob(z), rtol=1e-10, atol=1e-12)
+    torch.manual_seed(0)
+    mixture = MixtureBase(2, 3)()
+    kwargs = {"estimator": "nested_own", "num_inner": 3}
+    torch.manual_seed(1)
+    z, log_p = Flow(mixture, []).rsample_and_log_prob((6,), **kwargs)
+    torch.manual_seed(1)
+    z_ref, log_p_ref = mixture.rsample_and_log_prob((6,), **kwargs)
+    assert torch.equal(z, z_ref) and torch.equal(log_p, log_p_ref)
+    torch.manual_seed(1)
+    assert not torch.equal(mixture.rsample_and_log_prob((6,))[1], log_p)  # the settings matter
+
+
+class _ContextShift(torch.nn.Module):
+    """A transform module that shifts by its context (by 0 without one)."""
+
+    def forward(self, c=None):
+        return AffineTransform(torch.zeros(2) if c is None else c, 1.0, event_dim=1)
+
+
+def test_lazy_flow_passes_the_context_to_every_module_when_given():
+    model = LazyFlow(GaussianBase(2), [_ContextShift()])
+    c = torch.tensor([0.5, -2.0])
+    assert torch.equal(model(c).transforms[0].loc, c)
+    assert torch.equal(model().transforms[0].loc, torch.zeros(2))

@@ -218,3 +218,96 @@ def test_context_is_passed_to_the_base_only_when_given():
     assert torch.equal(RAD(_ShiftedBase(), layers)(c).base.mean, c)
     assert torch.equal(RAD(_ShiftedBase(), layers)().base.mean, torch.zeros(2, dtype=DT))
     assert torch.equal(RAD(_NoContextBase(), layers)().base.mean, torch.full((2,), 0.4, dtype=DT))
+
+
+def _exact_layer(num_pieces: int, gate_seed: int | None = None) -> RADLayer:
+    """A float64 1-D layer with first boundary -1, unit |slopes| and offset h(b_1) = -1 (the
+    defaults of spread = 1); the gate uniform (zero) or randomized."""
+    layer = RADLayer(1, num_pieces).double()
+    with torch.no_grad():
+        layer.params[num_pieces - 1 : 2 * num_pieces - 1] = 0.0  # log |slope| = 0
+    if gate_seed is not None:
+        _randomize(layer.gate, gate_seed)
+    return layer
+
+
+def test_gate_allows_every_piece_whose_closed_image_holds_the_point():
+    """K = 3, slopes (+1, -1, +1), b = (-1, b_2): the images are (-inf, -1], [h(b_2), -1] and
+    [h(b_2), inf). A point on a boundary of an image belongs to it: at y = b_1 (z = -1) and at
+    y = b_2 (z = h(b_2)) all three pieces are allowed, so with a uniform gate log p(k|z) = -log 3;
+    with a nonuniform gate the piece of y = b_1 is the lower one (y > b counts the boundaries)."""
+    layer = _exact_layer(3)
+    b1 = torch.tensor([[-1.0]], dtype=DT)
+    b2 = b1 + torch.nn.functional.softplus(layer.params[1:2].detach()).view(1, 1)
+    for y in (b1, b2):
+        z, log_det = layer.transform(y)
+        assert log_det.item() == pytest.approx(-math.log(3), rel=1e-15)
+    assert layer.transform(b1)[0].item() == -1.0
+    gated = _exact_layer(3, gate_seed=4)
+    z, log_det = gated.transform(b1)
+    expected = gated.gate(z).log_softmax(-1)[0, 0]  # piece 0, all three allowed
+    assert log_det.item() == pytest.approx(expected.item(), rel=1e-12)
+
+
+def test_gate_excludes_the_pieces_whose_image_misses_the_point():
+    """K = 4, slopes (+1, -1, +1, +1), b = (-1, 0, 1) (up to rounding), h(b) = (-1, -2, -1): the
+    images are (-inf, -1], [-2, -1], [-2, -1], [-1, inf). At y = -0.5 (piece 1, z = -1.5) the
+    pieces 0, 1 and 2 are allowed, not 3."""
+    layer = _exact_layer(4, gate_seed=2)
+    with torch.no_grad():  # widths softplus(raw) = 1
+        layer.params[1:3] = math.log(math.e - 1)
+    z, log_det = layer.transform(torch.tensor([[-0.5]], dtype=DT))
+    assert z.item() == pytest.approx(-1.5, abs=1e-12)
+    logits = layer.gate(z)[0]
+    expected = logits[1] - torch.logsumexp(logits[:3], -1)
+    assert log_det.item() == pytest.approx(expected.item(), rel=1e-12)
+
+
+def test_a_point_on_a_boundary_keeps_its_own_piece_despite_rounding():
+    """float32 parameters for which z computed from y = b_3 rounds just outside the image interval
+    of its own piece: the density there stays finite (the piece the point came from is always
+    allowed)."""
+    layer = RADLayer(1, 4)
+    params = [2.407771110534668, -1.4221081733703613, 1.1625356674194336, -1.6876543760299683,
+              1.30116605758667, -0.8713817000389099, 2.4066741466522217, -0.08604492992162704]  # fmt: skip
+    with torch.no_grad():
+        layer.params.copy_(torch.tensor(params))
+        widths = torch.nn.functional.softplus(layer.params[1:3])
+        b3 = (layer.params[:1] + widths.cumsum(-1)[-1:]).view(1, 1)  # as the layer computes it
+        z, log_det = layer.transform(b3)
+    assert torch.isfinite(log_det).all() and torch.isfinite(z).all()
+
+
+def test_two_dimensional_layers_have_a_conditioner_and_no_shared_parameters():
+    layer = RADLayer(2, 3)
+    assert layer.params is None and layer.conditioner is not None
+    assert (
+        isinstance(RADLayer(1, 3).params, torch.nn.Parameter) and RADLayer(1, 3).conditioner is None
+    )
+
+
+def test_rad_distribution_messages_name_the_shapes():
+    with raises_exactly(ValueError, "base must have a vector event shape (D,), got (2, 2)"):
+        RADDistribution(torch.distributions.Independent(torch.distributions.Normal(
+            torch.zeros(2, 2), 1.0), 2), [])  # fmt: skip
+    with raises_exactly(ValueError, "expected a last dimension of 1, got 2"):
+        RADLayer(1, 3).transform(torch.zeros(4, 3, 2))
+
+
+def test_rad_log_prob_keeps_the_value_dtype_and_device():
+    """Without layers the density is the base's, in the value's dtype (a float64 default dtype must
+    not promote an unbatched float32 value) and on its device (not a default device of "meta")."""
+    base = torch.distributions.Independent(
+        torch.distributions.Normal(torch.tensor([0.3, -0.8]), torch.tensor([0.7, 1.4])), 1
+    )
+    dist, value = RADDistribution(base, []), torch.tensor([0.25, -1.5])
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        log_p = dist.log_prob(value)
+    finally:
+        torch.set_default_dtype(previous)
+    assert log_p.dtype == torch.float32 and torch.equal(log_p, base.log_prob(value))
+    with torch.device("meta"):
+        log_p = dist.log_prob(value)
+    assert log_p.device.type == "cpu" and torch.equal(log_p, base.log_prob(value))
