@@ -197,10 +197,6 @@ def test_trainer_settings_state_and_learning_rate_decay():
                                "c": trainer.c}  # fmt: skip
     with raises_exactly(ValueError, "constraint must return shape (N, m), got (8,)"):
         MaxEntTrainer(model, lambda z: z.sum(-1), config).evaluate()
-    with raises_exactly(ValueError, "constraint must return shape (N, m), got (4,)"):
-        MaxEntTrainer(model, lambda z: z.sum(-1), config).loss()  # before lambda is made from it
-    with raises_exactly(ValueError, "constraint must return shape (N, m), got (4, 1, 1)"):
-        MaxEntTrainer(model, lambda z: z.unsqueeze(-1), config).step()
 
 
 def test_dirichlet_constraints_exactly():
@@ -276,3 +272,15 @@ def test_multipliers_start_at_zero_in_the_constraints_dtype_and_device():
         trainer.loss()
     assert trainer.lam.dtype == torch.float64 and trainer.lam.device.type == "cpu"
     assert trainer.lam.tolist() == [0.0]
+
+
+def test_the_constraint_shape_is_checked_before_lambda_is_made_from_it():
+    torch.manual_seed(0)
+    model = LazyFlow(GaussianBase(1), [Affine(1)])
+    config = AugmentedLagrangian(outer=1, inner=1, batch=4, eval_samples=8)
+    with raises_exactly(ValueError, "constraint must return shape (N, m), got (4,)"):
+        MaxEntTrainer(model, lambda z: z.sum(-1), config).loss()
+    with raises_exactly(ValueError, "constraint must return shape (N, m), got (4, 1, 1)"):
+        MaxEntTrainer(model, lambda z: z.unsqueeze(-1), config).step()
+    with raises_exactly(ValueError, "constraint must return shape (N, m), got (8,)"):
+        MaxEntTrainer(model, lambda z: z.sum(-1), config).evaluate()
