@@ -311,3 +311,14 @@ def test_rad_log_prob_keeps_the_value_dtype_and_device():
     with torch.device("meta"):
         log_p = dist.log_prob(value)
     assert log_p.device.type == "cpu" and torch.equal(log_p, base.log_prob(value))
+
+
+def test_shared_parameters_follow_the_input_dtype_under_autocast():
+    """A float32 layer under CPU autocast with bfloat16 data: its shared parameters are read in the
+    data's dtype, so the log-det (gate log-probability plus log-slope) stays bfloat16."""
+    layer = RADLayer(1, 3)
+    y = torch.tensor([[0.3], [-1.2]]).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, log_det = layer.transform(y)
+    assert log_det.dtype == torch.bfloat16
+    assert torch.equal(log_det, torch.full((2,), -math.log(3)).bfloat16())  # uniform gate, slopes 1
