@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 import simplexity.nn.ev_attention as ev_attention
 import simplexity.nn.functional as functional
+from exact_error import raises_exactly
 from largest_tensor import LargestTensor
 from simplexity import EvSoftmax, ev_softmax
 from simplexity.nn import (
@@ -372,3 +373,414 @@ def test_decoding_with_a_cache_uses_its_running_key_mean(monkeypatch):
     cross_cache.reorder(torch.tensor([2, 2, 0]))
     expected = ((keys * valid).sum(2, keepdim=True) / valid.sum(2, keepdim=True))[[2, 2, 0]]
     torch.testing.assert_close(cross_cache.key_mean(), expected)
+
+
+def grads_of(fn, inputs, wrt, **kwargs):
+    """Gradients of ``fn(*inputs, **kwargs)`` against a fixed unequal output gradient, for ``wrt`` only."""
+    leaves = [
+        t.clone().requires_grad_(i in wrt) if t is not None else None for i, t in enumerate(inputs)
+    ]
+    out = fn(*leaves, **kwargs)
+    grad_out = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)
+    return out, torch.autograd.grad(out, [leaves[i] for i in wrt], grad_out)
+
+
+@pytest.mark.parametrize("wrt", [(0,), (1,), (2,), (3,), (1, 3)])
+def test_gradients_of_some_inputs_only_equal_the_dense_ones(wrt):
+    # each input alone (the others constant), several query blocks: against the dense autograd
+    q, k, v = qkv(b=2, h=1, lq=7, lk=6, seed=6)
+    bias = torch.randn(7, 6, dtype=DT, generator=torch.Generator().manual_seed(8))
+    bias[3, :2] = -math.inf
+    for causal in (False, True):
+        _, fused = grads_of(
+            ev_softmax_attention, (q, k, v, bias), wrt, is_causal=causal, block_size=2
+        )
+        _, reference = grads_of(dense, (q, k, v, bias), wrt, is_causal=causal)
+        for a, b in zip(fused, reference):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_gradients_with_several_batch_entries_per_block(monkeypatch):
+    # BLOCK_ELEMENTS for 2 of the 6 batch entries per block (block_size 5, 11 keys): the dense gradients
+    monkeypatch.setattr(ev_attention, "BLOCK_ELEMENTS", 120)
+    q, k, v = qkv(b=2, h=3, lq=13, lk=11, seed=9)
+    pad = masks(b=2, h=3, lq=13, lk=11)["key_bias"]
+    for causal in (False, True):
+        out, fused = grads_of(
+            ev_softmax_attention, (q, k, v, pad), (0, 1, 2, 3), is_causal=causal, block_size=5
+        )
+        expected, reference = grads_of(dense, (q, k, v, pad), (0, 1, 2, 3), is_causal=causal)
+        torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+        for a, b in zip(fused, reference):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "lk,block_size,block_elements,group",
+    [(11, 5, 120, 2), (11, 5, 40, 1), (11, 5, 1 << 20, 6), (1, 5, 12, 2), (1, 3, 7, 2)],
+)
+def test_batch_entries_per_block_follow_block_elements(
+    monkeypatch, lk, block_size, block_elements, group
+):
+    # the documented grouping: as many batch entries as fit BLOCK_ELEMENTS scores (rows x keys), >= 1
+    monkeypatch.setattr(ev_attention, "BLOCK_ELEMENTS", block_elements)
+    layouts = []
+    blocks = ev_attention._Plan.blocks
+
+    def spy(plan):
+        layouts.append(blocks(plan))
+        return layouts[-1]
+
+    monkeypatch.setattr(ev_attention._Plan, "blocks", spy)
+    q, k, v = qkv(b=2, h=3, lq=7, lk=lk, seed=2)
+    out = ev_softmax_attention(q, k, v, block_size=block_size)
+    torch.testing.assert_close(out, dense(q, k, v), rtol=0, atol=1e-12)
+    starts = range(0, 7, block_size)
+    expected = [
+        (slice(first, min(first + group, 6)), s, min(s + block_size, 7), lk)
+        for first in range(0, 6, group)
+        for s in starts
+    ]
+    assert layouts == [expected]
+
+
+def test_causal_queries_never_read_the_values_of_later_keys():
+    # blocks of one query stop at their query's key: a NaN value of key j reaches only queries >= j
+    q, k, v = qkv(b=1, h=2, lq=6, lk=6, seed=4)
+    v[..., 4, :] = math.nan
+    out = ev_softmax_attention(q, k, v, is_causal=True, block_size=1)
+    expected = dense(q[..., :4, :], k[..., :4, :], v[..., :4, :], is_causal=True)
+    torch.testing.assert_close(out[..., :4, :], expected, rtol=0, atol=1e-12)
+    assert out[..., 4:, :].isnan().all()
+
+
+def test_causal_gradients_with_one_query_per_block():
+    # the first block's only key (weight 1) still passes the output gradient to its value
+    q, k, v = qkv(b=2, h=1, lq=5, lk=4, seed=10)
+    out, fused = grads_of(ev_softmax_attention, (q, k, v), (0, 1, 2), is_causal=True, block_size=1)
+    expected, reference = grads_of(dense, (q, k, v), (0, 1, 2), is_causal=True)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+    for a, b in zip(fused, reference):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_causal_with_one_key_and_with_no_keys():
+    q, k, v = qkv(b=2, h=1, lq=3, lk=1, seed=11)
+    # one key: every query sees key 0 alone, weight 1
+    out = ev_softmax_attention(q, k, v, is_causal=True, block_size=2)
+    torch.testing.assert_close(out, v.expand(2, 1, 3, 4), rtol=0, atol=0)
+    # no key: zero outputs, whatever the number of queries and of batch entries
+    for lq in (3, 1):
+        empty = ev_softmax_attention(q[..., :lq, :], k[..., :0, :], v[..., :0, :], is_causal=True)
+        assert empty.shape == (2, 1, lq, 4) and (empty == 0).all()
+
+
+@pytest.mark.parametrize("kind", ["bool", "float"])
+@pytest.mark.parametrize("is_causal", [False, True])
+@pytest.mark.parametrize("lq,lk,block_size", [(5, 1, 2), (2, 3, 1), (4, 2, 1)])
+@pytest.mark.parametrize("batch", [(), (3,)])
+def test_per_query_masks_of_few_rows_or_keys(kind, is_causal, lq, lk, block_size, batch):
+    # 2-D and 3-D inputs, per-query masks with 1 key or 2 queries, forward and gradients: the dense ones
+    g = torch.Generator().manual_seed(lq * 10 + lk)
+    q = torch.randn(*batch, lq, 3, dtype=DT, generator=g)
+    k = torch.randn(*batch, lk, 3, dtype=DT, generator=g)
+    v = torch.randn(*batch, lk, 2, dtype=DT, generator=g)
+    allowed = torch.ones(lq, lk, dtype=torch.bool)
+    allowed[1, 0] = False
+    if kind == "bool":
+        mask, wrt = allowed, (0, 1, 2)
+    else:
+        mask = torch.randn(lq, lk, dtype=DT, generator=g).masked_fill(~allowed, -math.inf)
+        wrt = (0, 1, 2, 3)
+    out, fused = grads_of(
+        ev_softmax_attention, (q, k, v, mask), wrt, is_causal=is_causal, block_size=block_size
+    )
+    expected, reference = grads_of(dense, (q, k, v, mask), wrt, is_causal=is_causal)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+    for a, b in zip(fused, reference):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_per_query_bias_broadcast_over_keys_gets_its_gradient():
+    # a float mask (Lq, 1) added to every key of its query: gradient summed over the keys, as dense
+    q, k, v = qkv(b=1, h=2, lq=5, lk=4, seed=12)
+    bias = torch.tensor([[0.5], [-1.0], [2.0], [0.25], [-0.75]], dtype=DT)
+    for inputs in ((q, k, v, bias), (q[0], k[0], v[0], bias)):
+        out, fused = grads_of(ev_softmax_attention, inputs, (0, 1, 3), block_size=2)
+        expected, reference = grads_of(dense, inputs, (0, 1, 3))
+        torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+        for a, b in zip(fused, reference):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+@pytest.mark.parametrize("one_entry_per_block", [False, True])
+def test_rounded_mean_above_every_score_keeps_the_largest(monkeypatch, eps, one_entry_per_block):
+    # keys x, x - ulp, x: their rounded mean exceeds x, so no score reaches it; the threshold is
+    # capped at the max, keys 0 and 2 are kept: by hand, weights (1 + eps) e^s on them, eps e^s on key 1.
+    # Batch entry 0 has no valid key (a zero output), in the same block or in its own.
+    if one_entry_per_block:
+        monkeypatch.setattr(ev_attention, "BLOCK_ELEMENTS", 1)
+    x = 0.813
+    k = torch.tensor([x, x - math.ulp(x), x], dtype=DT).view(1, 3, 1).expand(2, 3, 1)
+    assert bool((k[0].mean(0) > x).all()) and bool(
+        ((torch.ones(1, 3, dtype=DT) @ k[0]) / 3 > x).all()
+    )
+    q = torch.ones(2, 2, 1, dtype=DT)
+    v = torch.tensor([[1.0, 2.0], [-3.0, 0.5], [0.25, -1.0]], dtype=DT).expand(2, 3, 2)
+    weights = torch.tensor([1 + eps, eps, 1 + eps], dtype=DT) * k[0, :, 0].exp()
+    expected = (weights / weights.sum()) @ v[0]
+    pad = torch.tensor([[[False] * 3], [[True] * 3]])
+    out = ev_softmax_attention(q, k, v, pad, scale=1.0, eps=eps)
+    assert (out[0] == 0).all()
+    torch.testing.assert_close(out[1], expected.expand(2, 2), rtol=0, atol=1e-15)
+    unmasked = ev_softmax_attention(q[1], k[1], v[1], scale=1.0, eps=eps)
+    torch.testing.assert_close(unmasked, expected.expand(2, 2), rtol=0, atol=1e-15)
+
+
+def test_eps_one_weighs_the_support_twice():
+    # eps = 1: weights 2 e^s on the support, e^s off it, as ev_softmax of the scores
+    q, k, v = qkv(seed=13)
+    out = ev_softmax_attention(q, k, v, eps=1.0, block_size=4)
+    torch.testing.assert_close(out, dense(q, k, v, eps=1.0), rtol=0, atol=1e-12)
+
+
+def test_the_backward_draws_nothing_from_the_generator():
+    # without dropout it leaves the default generator alone; with dropout it replays the forward's
+    # draws and then restores the generator to where it was before the backward
+    q, k, v = (t.requires_grad_() for t in qkv(seed=14))
+    for dropout_p in (0.0, 0.3):
+        out = ev_softmax_attention(q, k, v, dropout_p=dropout_p, block_size=4)
+        torch.rand(3)  # the generator moves on between the forward and the backward
+        state = torch.get_rng_state()
+        out.sum().backward()
+        assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_attn_mask_errors_are_exact():
+    q, k, v = qkv()
+    with raises_exactly(TypeError, "attn_mask must be a torch.Tensor, got list"):
+        ev_softmax_attention(q, k, v, [[True] * 11] * 13)
+    with raises_exactly(
+        TypeError,
+        "attn_mask must be boolean (True where a query may attend) or a float mask of the query's "
+        "dtype torch.float64 (added to the scores), got dtype torch.int64",
+    ):
+        ev_softmax_attention(q, k, v, torch.ones(13, 11, dtype=torch.int64))
+    with raises_exactly(ValueError, "attn_mask is on meta but query is on cpu"):
+        ev_softmax_attention(q, k, v, torch.ones(13, 11, dtype=torch.bool, device="meta"))
+
+
+def test_input_errors_are_exact():
+    q, k, v = qkv()
+    floating = "must be a floating-point tensor (float16, bfloat16, float32 or float64), got dtype"
+    with raises_exactly(TypeError, f"key {floating} torch.int64"):
+        ev_softmax_attention(q, k.long(), v)
+    with raises_exactly(TypeError, f"value {floating} torch.int64"):
+        ev_softmax_attention(q, k, v.long())
+    with raises_exactly(ValueError, "query must have shape (..., L, E), got (5,)"):
+        ev_softmax_attention(q[0, 0, 0], k, v)
+    with raises_exactly(ValueError, "query, key and value must be on one device"):
+        ev_softmax_attention(q, k.to("meta"), v)
+    with raises_exactly(ValueError, "query, key and value must be on one device"):
+        ev_softmax_attention(q, k, v.to("meta"))
+    with raises_exactly(
+        ValueError,
+        "the batch dimensions of query, key and value must broadcast, got "
+        "(2, 3, 13, 5), (3, 11, 5), (4, 11, 4)",
+    ):
+        ev_softmax_attention(q, k[0], v[0, :1].expand(4, 11, 4))
+
+
+def test_argument_errors_are_exact():
+    q, k, v = qkv()
+    for dropout_p in (False, "0.5"):
+        with raises_exactly(
+            ValueError, f"dropout_p must be a probability in [0, 1), got {dropout_p!r}"
+        ):
+            ev_softmax_attention(q, k, v, dropout_p=dropout_p)
+    with raises_exactly(TypeError, "is_causal must be a bool, got int"):
+        ev_softmax_attention(q, k, v, is_causal=1)
+    for scale in (True, "2"):
+        with raises_exactly(ValueError, f"scale must be a finite number or None, got {scale!r}"):
+            ev_softmax_attention(q, k, v, scale=scale)
+    with raises_exactly(ValueError, "eps must be a finite number >= 0, got -1.0"):
+        ev_softmax_attention(q, k, v, eps=-1.0)
+    with raises_exactly(ValueError, "block_size must be an int >= 1, got 0"):
+        ev_softmax_attention(q, k, v, block_size=0)
+
+
+def test_key_mean_errors_are_exact():
+    q, k, v = qkv()
+    mean = k.mean(-2, keepdim=True)
+    with raises_exactly(
+        TypeError,
+        "key_mean must be a floating-point tensor (float16, bfloat16, float32 or float64), got "
+        "dtype torch.int64",
+    ):
+        ev_softmax_attention(q, k, v, key_mean=mean.long())
+    shared_only = (
+        "key_mean applies only to a threshold shared by all queries: not with is_causal or a "
+        "per-query attn_mask"
+    )
+    bias = torch.randn(13, 11, dtype=DT, generator=torch.Generator().manual_seed(23))
+    for lq, mask in ((13, masks()["per_query"]), (13, bias), (2, bias[:2])):
+        with raises_exactly(ValueError, shared_only):
+            ev_softmax_attention(q[..., :lq, :], k, v, mask, key_mean=mean)
+    with raises_exactly(ValueError, shared_only):
+        ev_softmax_attention(q, k, v, key_mean=mean, is_causal=True)
+    with raises_exactly(
+        ValueError, "key_mean must broadcast to (..., 1, E) = (2, 3, 1, 5), got (2, 3, 1, 4)"
+    ):
+        ev_softmax_attention(q, k, v, key_mean=mean[..., :4])
+
+
+def test_key_mean_sets_the_threshold():
+    # a given key_mean m is used as is: threshold scale q.m (+ the mean bias of the valid keys), by hand
+    q, k, v = qkv(b=2, h=1, lq=4, lk=6, e=3, ev=2, seed=15)
+    m = torch.tensor([0.5, -0.25, 0.125], dtype=DT)
+    bias = torch.tensor([0.3, -0.2, 0.1, 0.4, -math.inf, 0.0], dtype=DT)
+    plain = q @ k.transpose(-2, -1) / math.sqrt(3)
+    for mask in (bias, bias.isfinite()):
+        if mask.dtype == DT:
+            scores, threshold = plain + bias, q @ m / math.sqrt(3) + bias[bias.isfinite()].mean()
+        else:
+            scores, threshold = plain.masked_fill(~mask, -math.inf), q @ m / math.sqrt(3)
+        kept = scores >= threshold.unsqueeze(-1)
+        assert kept.any(-1).all()
+        expected = torch.softmax(scores.masked_fill(~kept, -math.inf), -1) @ v
+        assert (expected - dense(q, k, v, mask)).abs().amax() > 0.1  # not the mean of the keys
+        out = ev_softmax_attention(q, k, v, mask, key_mean=m)
+        torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+        # a float64 mean with float32 inputs is used in float32
+        mask32 = mask.float() if mask.dtype == DT else mask
+        out32 = ev_softmax_attention(q.float(), k.float(), v.float(), mask32, key_mean=m)
+        torch.testing.assert_close(out32, expected.float(), rtol=0, atol=1e-5)
+    # without a mask: every key valid, threshold scale q.m
+    scores, threshold = plain, q @ m / math.sqrt(3)
+    kept = scores >= threshold.unsqueeze(-1)
+    expected = torch.softmax(scores.masked_fill(~kept, -math.inf), -1) @ v
+    assert (expected - dense(q, k, v)).abs().amax() > 0.1
+    torch.testing.assert_close(
+        ev_softmax_attention(q, k, v, key_mean=m), expected, rtol=0, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_equals_float32_rounded(dtype):
+    # the inputs are converted to float32, computed there, and the output rounded: exactly that
+    q, k, v = (t.to(dtype) for t in qkv(seed=16))
+    key_bias = masks()["key_bias"].to(dtype)
+    bias = masks()["bias"].to(dtype)
+    for mask in (None, key_bias, bias, masks()["padding"]):
+        out = ev_softmax_attention(q, k, v, mask, is_causal=True, block_size=4)
+        as_float = None if mask is None or mask.dtype == torch.bool else mask.float()
+        if mask is not None and mask.dtype == torch.bool:
+            as_float = mask
+        reference = ev_softmax_attention(
+            q.float(), k.float(), v.float(), as_float, is_causal=True, block_size=4
+        )
+        assert out.dtype == dtype
+        assert torch.equal(out, reference.to(dtype))
+
+
+def test_value_batch_dimensions_broadcast_too():
+    q, k, _ = qkv(b=1, h=1, lq=5, lk=4, seed=17)
+    values = torch.randn(3, 4, 2, dtype=DT, generator=torch.Generator().manual_seed(18))
+    out = ev_softmax_attention(q[0, 0], k[0, 0], values)
+    assert out.shape == (3, 5, 2)
+    torch.testing.assert_close(out, dense(q[0, 0], k[0, 0], values), rtol=0, atol=1e-12)
+
+
+def test_queries_and_keys_of_dimension_zero_weigh_keys_equally():
+    # E = 0: every score is 0, all tie: the mean of the (causal prefix of the) values
+    q, k, v = qkv(b=2, h=3, lq=4, lk=4, e=0, seed=19)
+    torch.testing.assert_close(
+        ev_softmax_attention(q, k, v), v.mean(-2, keepdim=True).expand(2, 3, 4, 4)
+    )
+    prefix = v.cumsum(-2) / torch.arange(1, 5, dtype=DT).view(4, 1)
+    torch.testing.assert_close(ev_softmax_attention(q, k, v, is_causal=True), prefix)
+
+
+def test_the_forward_draws_nothing_without_dropout():
+    q, k, v = qkv(seed=20)
+    state = torch.get_rng_state()
+    ev_softmax_attention(q, k, v, masks()["per_query"], block_size=4)
+    ev_softmax_attention(q, k, v, is_causal=True, block_size=4)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+@pytest.mark.parametrize(
+    "mask_kind,n,lq,lk,block_elements,rows",
+    [
+        ("none", 6, 300, 3, 1 << 20, 256),  # 128..256 queries
+        ("none", 6, 300, 3, 20000, 256),
+        ("none", 6, 200, 3, 500, 166),  # fewer than 256 fit: BLOCK_ELEMENTS // Lk
+        ("none", 6, 200, 3, 300, 128),  # at least 128
+        ("none", 6, 200, 0, 150, 150),  # no keys: as one key
+        ("per_query", 6, 300, 3, 1 << 20, 256),  # over all n batch entries at once
+        ("per_query", 6, 40, 3, 400, 22),
+        ("per_query", 6, 40, 3, 200, 16),  # at least 16
+        ("per_query", 6, 40, 1, 200, 33),
+        ("bias", 6, 40, 3, 400, 22),
+        ("key_bias", 6, 200, 3, 500, 166),
+    ],
+)
+def test_default_block_sizes(monkeypatch, mask_kind, n, lq, lk, block_elements, rows):
+    # block_size None: 128..256 queries for BLOCK_ELEMENTS scores, 16..256 over all batch entries
+    # with a per-query mask; the values are those of the dense definition
+    monkeypatch.setattr(ev_attention, "BLOCK_ELEMENTS", block_elements)
+    seen = []
+    blocks = ev_attention._Plan.blocks
+
+    def spy(plan):
+        seen.append(plan.rows)
+        return blocks(plan)
+
+    monkeypatch.setattr(ev_attention._Plan, "blocks", spy)
+    q, k, v = qkv(b=2, h=n // 2, lq=lq, lk=lk, e=1, ev=1, seed=21)
+    g = torch.Generator().manual_seed(22)
+    mask = {
+        "none": None,
+        "per_query": torch.rand(lq, lk, generator=g) > 0.2,
+        "bias": torch.randn(lq, lk, dtype=DT, generator=g),
+        "key_bias": torch.randn(lk, dtype=DT, generator=g),
+    }[mask_kind]
+    out = ev_softmax_attention(q, k, v, mask)
+    assert seen == [rows]
+    torch.testing.assert_close(out, dense(q, k, v, mask), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_rounded_mean_above_every_score_with_a_per_query_mask(eps):
+    # the masked mean of the block's scores x, x - ulp, x (and twice those) rounds above their max:
+    # capped at each row's own max, keys 0 and 2 kept; by hand, (1 + eps) e^s on them, eps e^s on key 1
+    x = 0.813
+    k = torch.tensor([x, x - math.ulp(x), x], dtype=DT).view(3, 1)
+    q = torch.tensor([[1.0], [2.0]], dtype=DT)
+    v = torch.tensor([[1.0, 2.0], [-3.0, 0.5], [0.25, -1.0]], dtype=DT)
+    scores = q @ k.T
+    assert bool((scores.sum(-1) / 3 > scores.amax(-1)).all())
+    weights = torch.tensor([1 + eps, eps, 1 + eps], dtype=DT) * scores.exp()
+    expected = (weights / weights.sum(-1, keepdim=True)) @ v
+    per_query = torch.ones(2, 3, dtype=torch.bool)
+    out = ev_softmax_attention(q, k, v, per_query, scale=1.0, eps=eps)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.5])
+def test_rounded_mean_one_smallest_normal_above_the_max(eps):
+    # keys x, x - ulp, x with ulp(x) = tiny (the smallest normal): the rounded mean is x + tiny, so
+    # the largest centred score is -tiny exactly, off the support; capped at the max, keys 0 and 2 are
+    # kept and key 1 (-tiny below them) is not. e^s = 1 at these scores: weights 1 + eps, eps, 1 + eps
+    tiny = torch.finfo(DT).tiny
+    x = 0.813 * 2.0**-969
+    assert math.ulp(x) == tiny
+    k = torch.tensor([x, x - tiny, x], dtype=DT).view(3, 1)
+    assert float(k.mean()) == x + tiny
+    v = torch.tensor([[1.0, 2.0], [-3.0, 0.5], [0.25, -1.0]], dtype=DT)
+    weights = torch.tensor([1 + eps, eps, 1 + eps], dtype=DT)
+    out = ev_softmax_attention(torch.ones(2, 1, dtype=DT), k, v, scale=1.0, eps=eps)
+    torch.testing.assert_close(
+        out, ((weights / weights.sum()) @ v).expand(2, 2), rtol=0, atol=1e-15
+    )
