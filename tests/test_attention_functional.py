@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -979,3 +981,23 @@ def test_a_posthoc_normalizer_never_takes_the_fused_path():
     expected = masked_ev_softmax(q @ k.T, support) @ v
     torch.testing.assert_close(attention(q, k, v, scale=1.0, normalizer=norm), expected)
     assert not bool(support.all())
+
+
+def test_a_hand_built_ev_softmax_normalizer_trains_with_its_own_training_map():
+    """A Normalizer whose options do not record eps: attention in training uses its train_mapping
+    (here eps = 0.3), exactly as attention_weights does; in eval both use the exact map."""
+    norm = dataclasses.replace(
+        normalizers.get("ev_softmax"), options={},
+        train_mapping=partial(normalizers.ev_softmax, eps=0.3),
+    )  # fmt: skip
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(2, 5, 4, generator=g, dtype=torch.float64) for _ in range(3))
+    for training in (True, False):
+        weights = attention_weights(q, k, normalizer=norm, training=training, scale=0.7)
+        out = attention(q, k, v, normalizer=norm, training=training, scale=0.7)
+        torch.testing.assert_close(out, weights @ v, rtol=1e-12, atol=1e-12)
+    scores = 0.7 * q @ k.transpose(-2, -1)
+    expected = normalizers.ev_softmax(scores, -1, eps=0.3) @ v
+    torch.testing.assert_close(
+        attention(q, k, v, normalizer=norm, training=True, scale=0.7), expected
+    )

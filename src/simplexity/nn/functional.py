@@ -226,7 +226,11 @@ def _ev_softmax_eps(norm: Normalizer | nn.Module, training: bool) -> float | Non
     if isinstance(norm, EvSoftmax) and not isinstance(norm, LogEvSoftmax):
         return float(norm.eps) if norm.training else 0.0
     if isinstance(norm, Normalizer) and norm.mapping is ev_softmax:
-        return float(norm.options.get("eps", 0.0)) if training else 0.0
+        if not training:
+            return 0.0
+        # the training map's eps is known only from the options (the registry always records it);
+        # a hand-built Normalizer without it takes the dense path, through its own train_mapping
+        return float(norm.options["eps"]) if "eps" in norm.options else None
     return None
 
 
