@@ -635,6 +635,17 @@ def test_key_mean_errors_are_exact():
         ev_softmax_attention(q, k, v, key_mean=mean[..., :4])
 
 
+def test_a_key_mean_that_only_broadcasts_with_the_queries_is_refused():
+    """A key_mean of several rows, or of more batch dimensions, broadcasts together with
+    (..., 1, E) but not to it: refused with the documented message, not an error from expand."""
+    q, k, v = qkv(b=2, h=3, lq=13, lk=11, e=5, ev=4, seed=31)
+    for bad in (k[..., :2, :], k[:1, :1, :1, :].expand(4, 2, 3, 1, 5)):
+        message = f"key_mean must broadcast to (..., 1, E) = (2, 3, 1, 5), got {tuple(bad.shape)}"
+        with raises_exactly(ValueError, message):
+            ev_softmax_attention(q, k, v, key_mean=bad)
+    ev_softmax_attention(q, k, v, key_mean=k.mean(-2, keepdim=True)[:1])  # (1, 3, 1, 5) fits
+
+
 def test_key_mean_sets_the_threshold():
     # a given key_mean m is used as is: threshold scale q.m (+ the mean bias of the valid keys), by hand
     q, k, v = qkv(b=2, h=1, lq=4, lk=6, e=3, ev=2, seed=15)

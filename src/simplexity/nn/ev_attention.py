@@ -629,13 +629,16 @@ def ev_softmax_attention(
                 "key_mean applies only to a threshold shared by all queries: not with is_causal or "
                 "a per-query attn_mask"
             )
+        target = torch.Size((*batch, 1, query.shape[-1]))
         try:
-            torch.broadcast_shapes(key_mean.shape, (*batch, 1, query.shape[-1]))
+            fits = torch.broadcast_shapes(key_mean.shape, target) == target
         except RuntimeError:
+            fits = False
+        if not fits:
             raise ValueError(
-                f"key_mean must broadcast to (..., 1, E) = {(*batch, 1, query.shape[-1])}, got "
+                f"key_mean must broadcast to (..., 1, E) = {tuple(target)}, got "
                 f"{tuple(key_mean.shape)}"
-            ) from None
+            )
     out_batch = batch
     if len(batch) == 0:
         batch = torch.Size([1])
