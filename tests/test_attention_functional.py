@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from default_dtype import default_dtype
 from exact_error import raises_exactly
 from simplexity import normalizers
 from simplexity.nn import functional
@@ -494,12 +495,8 @@ def test_causal_mask_values_dtype_and_empty_shapes_against_brute_force():
         assert out.dtype == torch.float32 and out.shape == (lq, lk)
         assert out.tolist() == expected
     assert causal_mask(0).shape == (0, 0)
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with default_dtype(torch.float64):
         assert causal_mask(2, 3).dtype == torch.float64
-    finally:
-        torch.set_default_dtype(previous)
     with raises_exactly(ValueError, "key_len must be an int >= 0, got -1"):
         causal_mask(2, -1)
     with raises_exactly(ValueError, "query_len must be an int >= 0, got -2"):

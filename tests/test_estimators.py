@@ -16,6 +16,7 @@ import torch
 from scipy import integrate, stats
 from torch.distributions import Categorical, OneHotCategorical, kl_divergence
 
+from default_dtype import default_dtype
 from exact_error import raises_exactly
 from simplexity.distributions import (
     DecoupledStraightThrough,
@@ -34,10 +35,8 @@ LOGITS = torch.tensor([0.7, -0.4, 0.1, -1.2, 0.3], dtype=torch.float64)
 @pytest.fixture(autouse=True)
 def _float64():
     """Every tensor of these tests in float64 (restored afterwards: other tests keep float32)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+    with default_dtype(torch.float64):
+        yield
 
 
 K = len(LOGITS)

@@ -14,6 +14,7 @@ from torch.distributions.transforms import (
     StickBreakingTransform,
 )
 
+from default_dtype import default_dtype
 from exact_error import raises_exactly
 from simplexity.distributions import PlanarFlows
 from simplexity.flows import (
@@ -624,12 +625,8 @@ def test_flow_log_prob_keeps_the_value_dtype_and_device():
     into the result)."""
     base = Independent(Normal(torch.tensor([0.3, -0.8]), torch.tensor([0.7, 1.4])), 1)
     flow, value = Flow(base, []), torch.tensor([0.25, -1.5])
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with default_dtype(torch.float64):
         log_p = flow.log_prob(value)
-    finally:
-        torch.set_default_dtype(previous)
     assert log_p.dtype == torch.float32 and torch.equal(log_p, base.log_prob(value))
     with torch.device("meta"):
         log_p = Flow(base, [AffineTransform(0.5, 2.0, event_dim=1)]).log_prob(value)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from scipy import stats
 
+from default_dtype import default_dtype
 from exact_error import raises_exactly
 from simplexity.flows import (
     RAD,
@@ -301,12 +302,8 @@ def test_rad_log_prob_keeps_the_value_dtype_and_device():
         torch.distributions.Normal(torch.tensor([0.3, -0.8]), torch.tensor([0.7, 1.4])), 1
     )
     dist, value = RADDistribution(base, []), torch.tensor([0.25, -1.5])
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
+    with default_dtype(torch.float64):
         log_p = dist.log_prob(value)
-    finally:
-        torch.set_default_dtype(previous)
     assert log_p.dtype == torch.float32 and torch.equal(log_p, base.log_prob(value))
     with torch.device("meta"):
         log_p = dist.log_prob(value)

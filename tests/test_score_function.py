@@ -13,16 +13,15 @@ import pytest
 import torch
 from torch.distributions import Categorical, OneHotCategorical
 
+from default_dtype import default_dtype
 from exact_error import raises_exactly
 from simplexity.distributions import RunningMean, score_function_surrogate
 
 
 @pytest.fixture(autouse=True)
 def _float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+    with default_dtype(torch.float64):
+        yield
 
 
 def _exact_single(logits: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
