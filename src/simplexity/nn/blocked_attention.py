@@ -121,9 +121,9 @@ def blocked_attention(
             mask = attn_mask
         else:
             bias = attn_mask
-    track = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (query, key, value, bias)
-    )
+    # checkpoint whenever autograd records: a trainable tensor inside ``normalize`` (entmax's alpha)
+    # needs the blocks' graph as much as the inputs do, and is invisible from here
+    track = torch.is_grad_enabled()
     outputs = []
     for start in range(0, query_len, block_size):
         end = min(start + block_size, query_len)
